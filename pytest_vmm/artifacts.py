@@ -1,0 +1,129 @@
+"""Content-hashed guest image cache: build once per input hash, even across xdist workers.
+
+Layout under the cache root (default ``~/.cache/pytest-vmm``)::
+
+    <name>-<hash>/          finished image (contains .complete)
+    <name>-<hash>.lock      file lock held while building
+    <name>-<hash>.log       build log (kept; named in the error when a build fails)
+    <name>-<hash>.failed    marker: this exact input failed; not retried until --vmm-rebuild
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+from filelock import FileLock
+
+from pytest_vmm.stack import BuiltImage, ImageRecipe
+
+COMPLETE_MARKER = ".complete"
+DEFAULT_CACHE_ROOT = Path(os.environ.get("PYTEST_VMM_CACHE", Path.home() / ".cache" / "pytest-vmm"))
+BUILD_TIMEOUT_S = 3600.0
+
+
+class BuildError(RuntimeError):
+    def __init__(self, recipe: str, log: Path, detail: str) -> None:
+        super().__init__(f"building {recipe} failed: {detail}; build log: {log}")
+        self.recipe = recipe
+        self.log = log
+
+
+def hash_inputs(recipe: ImageRecipe) -> str:
+    """sha256 over relative paths, modes and contents of the recipe's inputs."""
+    digest = hashlib.sha256()
+    digest.update(f"recipe={recipe.name};version={recipe.version};cmd={recipe.command}".encode())
+    roots = [recipe.sources, *recipe.extra_inputs]
+    for root in roots:
+        for path in _input_files(root, set(recipe.exclude)):
+            rel = path.relative_to(root.parent) if path != root else Path(root.name)
+            digest.update(b"\0" + str(rel).encode() + b"\0")
+            digest.update(b"x" if os.access(path, os.X_OK) else b"-")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _input_files(root: Path, exclude: set[str]) -> list[Path]:
+    if root.is_file():
+        return [root]
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in exclude and not d.startswith("."))
+        for name in sorted(filenames):
+            if name not in exclude and not name.endswith(".pyc"):
+                found.append(Path(dirpath) / name)
+    return found
+
+
+class ArtifactCache:
+    def __init__(self, root: Path = DEFAULT_CACHE_ROOT, progress: Callable[[str], None] | None = None) -> None:
+        self.root = root
+        self.progress = progress or (lambda line: None)
+
+    def key(self, recipe: ImageRecipe) -> str:
+        return f"{recipe.name}-{hash_inputs(recipe)}"
+
+    def cached(self, recipe: ImageRecipe) -> Path | None:
+        path = self.root / self.key(recipe)
+        return path if (path / COMPLETE_MARKER).exists() else None
+
+    def forget(self, recipe: ImageRecipe) -> None:
+        """Drop this recipe's current cache entry and failure marker (``--vmm-rebuild``)."""
+        key = self.key(recipe)
+        with FileLock(str(self.root / f"{key}.lock")):
+            shutil.rmtree(self.root / key, ignore_errors=True)
+            (self.root / f"{key}.failed").unlink(missing_ok=True)
+
+    def build(self, recipe: ImageRecipe) -> BuiltImage:
+        self.root.mkdir(parents=True, exist_ok=True)
+        key = self.key(recipe)
+        final = self.root / key
+        log = self.root / f"{key}.log"
+        failed = self.root / f"{key}.failed"
+        with FileLock(str(self.root / f"{key}.lock")):
+            if (final / COMPLETE_MARKER).exists():
+                return BuiltImage.load(recipe.name, final)
+            if failed.exists():
+                raise BuildError(recipe.name, log, failed.read_text().strip() + " (cached failure; --vmm-rebuild retries)")
+            staging = self.root / f"{key}.tmp-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            argv = [part.replace("{out}", str(staging)) for part in recipe.command]
+            self.progress(f"pytest-vmm: building {recipe.name} ({key}), log: {log}")
+            started = time.monotonic()
+            try:
+                with log.open("wb") as log_file:
+                    result = subprocess.run(
+                        argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        cwd=recipe.sources, timeout=BUILD_TIMEOUT_S,
+                    )
+                if result.returncode != 0:
+                    raise BuildError(recipe.name, log, f"exit status {result.returncode}: {_tail(log)}")
+            except subprocess.TimeoutExpired:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise BuildError(recipe.name, log, f"timed out after {BUILD_TIMEOUT_S:.0f} s") from None
+            except BuildError as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                failed.write_text(str(exc).split("; build log:")[0])
+                raise
+            except OSError as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise BuildError(recipe.name, log, f"cannot run {argv[0]}: {exc}") from exc
+            (staging / COMPLETE_MARKER).write_text(key + "\n")
+            shutil.rmtree(final, ignore_errors=True)
+            staging.rename(final)
+            self.progress(f"pytest-vmm: built {recipe.name} in {time.monotonic() - started:.1f} s")
+            return BuiltImage.load(recipe.name, final)
+
+
+def _tail(log: Path, lines: int = 8) -> str:
+    try:
+        text = log.read_text(errors="replace").rstrip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])

@@ -1,0 +1,50 @@
+"""god, this project's Python KVM VMM (guests/god), run as ``python -m god run``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytest_vmm.host import HostInfo
+from pytest_vmm.hypervisor import Hypervisor, LaunchPlan
+from pytest_vmm.stack import BootSpec
+
+if TYPE_CHECKING:
+    from pytest_vmm.machine import Machine
+
+
+class God(Hypervisor):
+    name = "god"
+    description = "god: this project's Python KVM VMM (guests/god)"
+    accels = ("kvm",)
+
+    def problem(self, host: HostInfo) -> str:
+        if not host.python_module("god"):
+            return "the god package is not installed (pip install -e guests/god)"
+        if not host.kvm_usable:
+            return host.kvm_problem or "KVM is not usable here"
+        return ""
+
+    def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:
+        argv = [
+            sys.executable, "-u", "-m", "god", "run", str(spec.kernel),
+            "--mem", str(spec.mem_mib),
+            "--cpus", str(spec.cpus),
+            "--serial", "stdio",
+        ]
+        if spec.initrd is not None:
+            argv += ["--initrd", str(spec.initrd)]
+        if spec.cmdline:
+            argv += ["--append", spec.cmdline]
+        argv += spec.hypervisor_args.get(self.name, [])
+        return LaunchPlan(argv=argv, env={"PYTHONUNBUFFERED": "1"})
+
+    def request_stop(self, machine: "Machine") -> bool:
+        # god treats SIGTERM as an orderly stop (vCPUs kicked out, fds closed).
+        machine.signal_leader(signal.SIGTERM)
+        return True
+
+
+hypervisor = God()

@@ -1,0 +1,51 @@
+"""Command-line options and their ini equivalents (the ``vmm`` option group)."""
+
+from __future__ import annotations
+
+import pytest
+
+DEFAULT_STACKS = "god"
+DEFAULT_MIN_TOK_S = 20.0  # the zosia seed's PERF_MIN_TOK_S
+
+
+def addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vmm", "pytest-vmm: hypervisor conformance testing")
+    group.addoption("--vmm", dest="vmm", metavar="NAME[,NAME...]", default=None,
+                    help="stacks to run on: stack names, 'all', or STACK@HYPERVISOR (ini: vmm; default: god)")
+    group.addoption("--vmm-list", dest="vmm_list", action="store_true",
+                    help="list stacks, hypervisors, capabilities and whether each can boot here, then exit")
+    group.addoption("--vmm-accel", dest="vmm_accel", choices=("auto", "kvm", "tcg"), default=None,
+                    help="accelerator: auto (the stack's and hypervisor's choice), kvm or tcg (ini: vmm_accel)")
+    group.addoption("--vmm-boot-timeout", dest="vmm_boot_timeout", type=float, metavar="SECONDS", default=None,
+                    help="base boot timeout, scaled by the accelerator's multiplier (ini: vmm_boot_timeout; "
+                         "default: each stack's own)")
+    group.addoption("--vmm-artifacts", dest="vmm_artifacts", metavar="DIR", default=None,
+                    help="where per-test console logs and metrics go (ini: vmm_artifacts; default: pytest's basetemp)")
+    group.addoption("--vmm-cache", dest="vmm_cache", metavar="DIR", default=None,
+                    help="guest image build cache (ini: vmm_cache; default: ~/.cache/pytest-vmm)")
+    group.addoption("--vmm-keep-logs", dest="vmm_keep_logs", action="store_true", default=None,
+                    help="keep console logs of passing tests too (ini: vmm_keep_logs)")
+    group.addoption("--vmm-rebuild", dest="vmm_rebuild", action="store_true",
+                    help="rebuild the selected stacks' guest images even if cached")
+    group.addoption("--vmm-min-tok-s", dest="vmm_min_tok_s", type=float, metavar="N", default=None,
+                    help=f"LLM tokens/s floor for the tok/s suite (ini: vmm_min_tok_s; default {DEFAULT_MIN_TOK_S:g})")
+    group.addoption("--vmm-matrix", dest="vmm_matrix", metavar="PATH", default=None,
+                    help="write the conformance matrix as PATH.json and PATH.md (ini: vmm_matrix)")
+
+    parser.addini("vmm", "default --vmm value", default=DEFAULT_STACKS)
+    parser.addini("vmm_accel", "default --vmm-accel", default="auto")
+    parser.addini("vmm_boot_timeout", "default --vmm-boot-timeout (seconds)", default="")
+    parser.addini("vmm_artifacts", "default --vmm-artifacts", default="")
+    parser.addini("vmm_cache", "default --vmm-cache", default="")
+    parser.addini("vmm_keep_logs", "keep logs of passing tests", type="bool", default=False)
+    parser.addini("vmm_min_tok_s", "default --vmm-min-tok-s", default=str(DEFAULT_MIN_TOK_S))
+    parser.addini("vmm_matrix", "default --vmm-matrix", default="")
+
+
+def get(config: pytest.Config, name: str) -> object:
+    """The option if given on the command line, else its ini value (None/'' when unset)."""
+    value = config.getoption(name, default=None)
+    if value is not None:
+        return value
+    ini_value = config.getini(name)
+    return ini_value if ini_value != "" else None

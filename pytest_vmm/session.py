@@ -1,0 +1,153 @@
+"""Per-process plugin state: registry, selected targets, build cache, machine factory, pool."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from pytest_vmm import availability, options
+from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
+from pytest_vmm.errors import TargetUnavailable
+from pytest_vmm.host import HostInfo
+from pytest_vmm.machine import Machine, MachineConfig
+from pytest_vmm.registry import Registry, RegistryError, Target
+from pytest_vmm.stack import BuiltImage
+
+
+def build_registry(config: pytest.Config) -> Registry:
+    registry = Registry(HostInfo.detect())
+    registry.load_entry_points()
+    config.hook.pytest_vmm_register(registry=registry)
+    return registry
+
+
+class VmmSession:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.host = HostInfo.detect()
+        self.registry = build_registry(config)
+        spec = str(options.get(config, "vmm") or options.DEFAULT_STACKS)
+        try:
+            self.targets = self.registry.resolve(spec)
+        except RegistryError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self.accel_choice = str(options.get(config, "vmm_accel") or "auto")
+        timeout = options.get(config, "vmm_boot_timeout")
+        self.boot_timeout = float(timeout) if timeout is not None else None  # type: ignore[arg-type]
+        cache = options.get(config, "vmm_cache")
+        self.cache = ArtifactCache(Path(str(cache)).expanduser() if cache else DEFAULT_CACHE_ROOT, self._progress)
+        artifacts = options.get(config, "vmm_artifacts")
+        self._artifacts_root = Path(str(artifacts)).expanduser().resolve() if artifacts else None
+        self.keep_logs = bool(options.get(config, "vmm_keep_logs"))
+        self.min_tok_s = float(options.get(config, "vmm_min_tok_s") or options.DEFAULT_MIN_TOK_S)  # type: ignore[arg-type]
+        self._availability: dict[str, availability.Availability] = {}
+        self._images: dict[str, BuiltImage] = {}
+
+    # --------------------------------------------------------------- targets
+    def availability(self, target: Target) -> availability.Availability:
+        if target.id not in self._availability:
+            self._availability[target.id] = availability.check(target, self.host, self.accel_choice)
+        return self._availability[target.id]
+
+    def targets_for(self, names: tuple[str, ...] | None) -> list[Target]:
+        """Selected targets, narrowed by a ``vmm_stacks(...)`` marker when given."""
+        if not names:
+            return list(self.targets)
+        return [t for t in self.targets if t.stack.name in names or t.id in names]
+
+    # -------------------------------------------------------------- artifacts
+    def artifacts_root(self) -> Path:
+        if self._artifacts_root is None:
+            factory = self.config._tmp_path_factory  # type: ignore[attr-defined]
+            self._artifacts_root = factory.getbasetemp() / "vmm-artifacts"
+        return self._artifacts_root
+
+    def artifacts_dir_for(self, name: str) -> Path:
+        safe = re.sub(r"[^\w.@-]+", "_", name).strip("_")[-150:]
+        path = self.artifacts_root() / safe
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def image(self, target: Target) -> BuiltImage:
+        recipe = target.stack.recipe
+        if recipe is None:
+            # A stack without a recipe boots files it names itself (e.g. a prebuilt kernel).
+            return BuiltImage(target.stack.name, Path.cwd())
+        if recipe.name not in self._images:
+            self._images[recipe.name] = self.cache.build(recipe)
+        return self._images[recipe.name]
+
+    def _progress(self, line: str) -> None:
+        """Show build progress on the real terminal even while output is captured."""
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+        else:
+            sys.stderr.write(line + "\n")
+
+    # ---------------------------------------------------------------- machines
+    def new_machine(self, target: Target, artifacts_dir: Path) -> Machine:
+        """Build (cached) and describe a machine for ``target``; the caller starts it."""
+        avail = self.availability(target)
+        if not avail.ok:
+            raise TargetUnavailable(f"{target.id} cannot boot here: {avail.problem}")
+        image = self.image(target)
+        spec = target.stack.boot(image, self.host, target.hypervisor.name)
+        base = self.boot_timeout if self.boot_timeout is not None else spec.boot_timeout_s
+        return Machine(MachineConfig(
+            target_id=target.id,
+            stack=target.stack.name,
+            hypervisor=target.hypervisor,
+            spec=spec,
+            accel=avail.accel,
+            host=self.host,
+            artifacts_dir=artifacts_dir,
+            boot_timeout_s=base * avail.timeout_factor,
+            channels=dict(target.stack.channels),
+            health=target.stack.health,
+        ))
+
+
+class MachinePool:
+    """One shared machine per target per process (xdist worker), rebooted if it died."""
+
+    def __init__(self, session: VmmSession, worker: str) -> None:
+        self.session = session
+        self.worker = worker
+        self.machines: dict[str, Machine] = {}
+        self.reboots: dict[str, int] = {}
+
+    def get(self, target: Target, on_boot: Callable[[Machine], None]) -> Machine:
+        current = self.machines.get(target.id)
+        if current is not None:
+            if current.healthy():
+                return current
+            self.machines.pop(target.id)
+            self.reboots[target.id] = self.reboots.get(target.id, 0) + 1
+            current.shutdown()
+        name = f"shared-{target.id}-{self.worker}-{self.reboots.get(target.id, 0)}"
+        machine = self.session.new_machine(target, self.session.artifacts_dir_for(name))
+        try:
+            machine.start()
+        except BaseException:
+            machine.shutdown()
+            raise
+        self.machines[target.id] = machine
+        on_boot(machine)
+        return machine
+
+    def close(self) -> list[str]:
+        problems = []
+        for target_id, machine in list(self.machines.items()):
+            try:
+                machine.shutdown()
+            except Exception as exc:  # noqa: BLE001 - report every leak, not just the first
+                problems.append(f"{target_id}: {exc}")
+        self.machines.clear()
+        return problems

@@ -1,0 +1,136 @@
+"""The data contracts between the plugin, stacks and hypervisors.
+
+A ``Stack`` builds an image (``ImageRecipe``) and turns it into a ``BootSpec``; a
+``Hypervisor`` turns a ``BootSpec`` into a ``LaunchPlan``; a ``Machine`` runs that plan.
+Third-party stacks implement the same interfaces (see docs/writing-a-stack.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Literal, Sequence
+
+if TYPE_CHECKING:
+    from pytest_vmm.host import HostInfo
+    from pytest_vmm.machine import Machine
+
+KernelFormat = Literal["pvh", "multiboot", "bzimage", "flat", "auto"]
+
+
+@dataclass(frozen=True)
+class Disk:
+    path: Path
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class VsockSpec:
+    guest_cid: int = 3
+    # Host side: Firecracker-style hybrid Unix socket, created in the machine's run dir.
+    socket_name: str = "vsock.sock"
+
+
+@dataclass
+class BootSpec:
+    """Everything a hypervisor needs to boot one guest, independent of the hypervisor."""
+
+    kernel: Path
+    kernel_format: KernelFormat = "auto"
+    initrd: Path | None = None
+    cmdline: str = ""
+    mem_mib: int = 128
+    cpus: int = 1
+    disks: list[Disk] = field(default_factory=list)
+    vsock: VsockSpec | None = None
+    # Console regex (bytes) that means "booted and ready"; boot time is measured to it.
+    ready: bytes = rb"."
+    # Console regexes that mean the guest died: seen at any time, they fail the test.
+    fail_patterns: list[bytes] = field(default_factory=list)
+    # Base boot timeout before the accelerator multiplier (seconds).
+    boot_timeout_s: float = 30.0
+    # QEMU machine type where the stack cares ("microvm" or "pc").
+    qemu_machine: str = "microvm"
+    # Escape hatch: extra arguments for one hypervisor, keyed by its name.
+    hypervisor_args: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class BuiltImage:
+    """A finished build: the cache directory plus its manifest (``image.json`` if present)."""
+
+    name: str
+    path: Path
+    manifest: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, name: str, path: Path) -> "BuiltImage":
+        manifest_file = path / "image.json"
+        manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
+        return cls(name=name, path=path, manifest=manifest)
+
+    def file(self, relpath: str) -> Path:
+        target = self.path / relpath
+        if not target.exists():
+            raise FileNotFoundError(f"image {self.name} has no {relpath} (in {self.path})")
+        return target
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """How to build a guest image from sources, reproducibly and cacheably.
+
+    ``command`` is run with ``{out}`` replaced by the output directory; the cache key is a
+    hash of every file under ``sources`` (minus ``exclude`` names), ``extra_inputs`` and
+    ``version``.
+    """
+
+    name: str
+    sources: Path
+    command: tuple[str, ...]
+    version: str = "1"
+    extra_inputs: tuple[Path, ...] = ()
+    exclude: tuple[str, ...] = (
+        "__pycache__", ".zig-cache", "zig-cache", "zig-out", "target", "build", "out",
+        ".pytest_cache", ".hypothesis",
+    )
+    # Tools that must exist for the build: (name, how to check -> problem or "").
+    requires: tuple[Callable[["HostInfo"], str], ...] = ()
+
+
+ChannelFactory = Callable[["Machine"], object]
+
+
+@dataclass
+class Stack:
+    """A named guest stack: an image, the hypervisors that boot it, its capabilities."""
+
+    name: str
+    description: str
+    recipe: ImageRecipe | None
+    boot: Callable[[BuiltImage, "HostInfo", str], BootSpec]
+    default_hypervisor: Callable[["HostInfo"], str] | str
+    hypervisors: Sequence[str]
+    capabilities: frozenset[str]
+    # Hypervisor -> capabilities it cannot give this stack (e.g. vsock on a hypervisor
+    # without our device model).
+    missing_on: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Accelerator this stack prefers on this host, or None to let the hypervisor decide
+    # (zosia: Linux must use TCG on PVM).
+    preferred_accel: Callable[["HostInfo", str], str | None] = lambda host, hv: None
+    # Problem that stops this stack on a hypervisor here, "" when none.
+    problem: Callable[["HostInfo", str], str] = lambda host, hv: ""
+    channels: dict[str, ChannelFactory] = field(default_factory=dict)
+    # Devices the hypervisor must provide (Hypervisor.provides), e.g. {"vsock"}.
+    needs_from_hypervisor: frozenset[str] = frozenset()
+    # Liveness probe for shared machines (default: the hypervisor process is alive).
+    health: Callable[["Machine"], bool] | None = None
+
+    def pick_default_hypervisor(self, host: "HostInfo") -> str:
+        if callable(self.default_hypervisor):
+            return self.default_hypervisor(host)
+        return self.default_hypervisor
+
+    def capabilities_on(self, hypervisor: str) -> frozenset[str]:
+        return self.capabilities - self.missing_on.get(hypervisor, frozenset())
