@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Install what pytest-vmm needs on a Debian/Ubuntu machine: system packages (apt-get as root,
+# otherwise the exact command is printed) and a virtualenv (.venv) with the plugin and god.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  python3 python3-venv python3-dev gcc g++ make cmake binutils
+  qemu-system-x86 busybox-static e2fsprogs cpio xz-utils zstd
+
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+# Tools may also come from elsewhere (pyenv Python, rustup): only ask for what is really absent.
+declare -A provides=([python3]=python3 [gcc]=gcc [g++]=g++
+                     [make]=make [cmake]=cmake [binutils]=ld [qemu-system-x86]=qemu-system-x86_64
+                     [busybox-static]=busybox [e2fsprogs]=mke2fs [cpio]=cpio [xz-utils]=xz [zstd]=zstd
+                    )
+still_missing=()
+for pkg in "${missing[@]}"; do
+  case "$pkg" in
+    # Debian splits venv's ensurepip out of python3: test the feature, not the command.
+    python3-venv) python3 -c "import ensurepip, venv" >/dev/null 2>&1 || still_missing+=("$pkg") ;;
+    python3-dev) python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'))" \
+                   >/dev/null 2>&1 || still_missing+=("$pkg") ;;
+    *) command -v "${provides[$pkg]:-$pkg}" >/dev/null 2>&1 || still_missing+=("$pkg") ;;
+  esac
+done
+if ((${#still_missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing ${still_missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${still_missing[@]}" >/dev/null
+  else
+    echo "bootstrap: missing system packages; run:" >&2
+    echo "  sudo apt-get install -y ${still_missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# Reinstall only when a pyproject changed (the stamp holds their hash).
+stamp=.venv/.pytest-vmm-installed
+want=$(cat pyproject.toml guests/*/pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  editable=(-e '.[dev,zigu,zosia]')
+  for guest in guests/*/pyproject.toml; do
+    [ -e "$guest" ] && editable+=(-e "$(dirname "$guest")")
+  done
+  .venv/bin/python -m pip install -q "${editable[@]}"
+  echo "$want" > "$stamp"
+fi

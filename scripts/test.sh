@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Quick start, command 2: the project's own tests (plugin, god, guests). CI runs this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,96 @@
+"""The content-hashed build cache: once per input hash across processes, logs kept on failure."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_vmm.artifacts import ArtifactCache, BuildError, hash_inputs
+from pytest_vmm.stack import ImageRecipe
+
+BUILD_SCRIPT = """
+import sys, time, pathlib
+out = pathlib.Path(sys.argv[1])
+counter = pathlib.Path(sys.argv[2])
+with counter.open("a") as f:
+    f.write("built\\n")
+time.sleep(0.3)  # long enough for concurrent builders to collide
+if (pathlib.Path(__file__).parent / "FAIL").exists():
+    print("compiler says: no", flush=True)
+    sys.exit(2)
+(out / "kernel.elf").write_text("kernel")
+(out / "image.json").write_text('{"kernel": "kernel.elf"}')
+"""
+
+
+def _recipe(src: Path, counter: Path) -> ImageRecipe:
+    return ImageRecipe(name="demo", sources=src,
+                       command=(sys.executable, str(src / "build.py"), "{out}", str(counter)))
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> Path:
+    src = tmp_path / "guest"
+    src.mkdir()
+    (src / "build.py").write_text(BUILD_SCRIPT)
+    (src / "kernel.c").write_text("int main;")
+    return src
+
+
+def _build_in_process(args: tuple[str, str, str]) -> str:
+    src, counter, cache = map(Path, args)
+    return str(ArtifactCache(cache).build(_recipe(src, counter)).path)
+
+
+def test_concurrent_builders_build_once(sources: Path, tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    args = (str(sources), str(counter), str(tmp_path / "cache"))
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        paths = pool.map(_build_in_process, [args] * 3)
+    assert len(set(paths)) == 1
+    assert counter.read_text().count("built") == 1
+    image = ArtifactCache(tmp_path / "cache").build(_recipe(sources, counter))
+    assert image.manifest == {"kernel": "kernel.elf"}
+    assert image.file("kernel.elf").read_text() == "kernel"
+    assert Path(paths[0]).name.startswith("demo-")
+
+
+def test_hash_changes_with_inputs_but_not_with_build_junk(sources: Path, tmp_path: Path) -> None:
+    recipe = _recipe(sources, tmp_path / "count")
+    first = hash_inputs(recipe)
+    (sources / "__pycache__").mkdir()
+    (sources / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    (sources / "zig-out").mkdir()
+    assert hash_inputs(recipe) == first
+    (sources / "kernel.c").write_text("int main2;")
+    assert hash_inputs(recipe) != first
+
+
+def test_failed_build_keeps_log_and_names_it(sources: Path, tmp_path: Path) -> None:
+    (sources / "FAIL").write_text("")
+    cache = ArtifactCache(tmp_path / "cache")
+    recipe = _recipe(sources, tmp_path / "count")
+    with pytest.raises(BuildError) as info:
+        cache.build(recipe)
+    log = info.value.log
+    assert log.exists() and "compiler says: no" in log.read_text()
+    assert str(log) in str(info.value) and "exit status 2" in str(info.value)
+    # A cached failure is not rebuilt silently; forget() (--vmm-rebuild) retries.
+    with pytest.raises(BuildError, match="cached failure"):
+        cache.build(recipe)
+    assert (tmp_path / "count").read_text().count("built") == 1
+    cache.forget(recipe)
+    with pytest.raises(BuildError, match="exit status 2"):
+        cache.build(recipe)
+    assert (tmp_path / "count").read_text().count("built") == 2
+    assert not list((tmp_path / "cache").glob("*.tmp-*")), "staging dirs must not be left behind"
+
+
+def test_progress_lines_are_reported(sources: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    ArtifactCache(tmp_path / "cache", progress=lines.append).build(_recipe(sources, tmp_path / "count"))
+    assert lines[0].startswith("pytest-vmm: building demo (demo-") and "log:" in lines[0]
+    assert lines[1].startswith("pytest-vmm: built demo in")
