@@ -94,3 +94,74 @@ def test_progress_lines_are_reported(sources: Path, tmp_path: Path) -> None:
     ArtifactCache(tmp_path / "cache", progress=lines.append).build(_recipe(sources, tmp_path / "count"))
     assert lines[0].startswith("pytest-vmm: building demo (demo-") and "log:" in lines[0]
     assert lines[1].startswith("pytest-vmm: built demo in")
+
+
+RECIPE_CONFTEST = '''
+import sys
+from pathlib import Path
+
+from pytest_vmm import BootSpec, ImageRecipe, Stack
+from tests.fake_stack import FAKE_GUEST
+
+SRC = Path(__file__).parent / "guest"
+
+
+def boot(image, host, hypervisor):
+    assert image.file("kernel.elf").read_text() == "kernel"
+    return BootSpec(kernel=FAKE_GUEST, cmdline="ok", ready=rb"fake: ready")
+
+
+def pytest_vmm_register(registry):
+    from conftest_hv import ProcessHypervisor
+    registry.add_hypervisor(ProcessHypervisor())
+    registry.add_stack(Stack(
+        name="built", description="needs a build", boot=boot, default_hypervisor="proc",
+        hypervisors=("proc",), capabilities=frozenset({"serial"}),
+        recipe=ImageRecipe(name="built", sources=SRC,
+                           command=(sys.executable, str(SRC / "build.py"), "{out}", str(SRC.parent / "count"))),
+    ))
+'''
+
+HV_MODULE = '''
+import sys
+from pytest_vmm import Hypervisor, LaunchPlan
+
+
+class ProcessHypervisor(Hypervisor):
+    name = "proc"
+    accels = ("tcg",)
+
+    def problem(self, host):
+        return ""
+
+    def launch_plan(self, spec, accel, run_dir, host):
+        return LaunchPlan(argv=[sys.executable, "-u", str(spec.kernel), spec.cmdline])
+'''
+
+
+def _recipe_project(pytester: pytest.Pytester, fail: bool = False) -> None:
+    pytester.makeconftest(RECIPE_CONFTEST)
+    pytester.makepyfile(conftest_hv=HV_MODULE, test_boot="def test_boot(machine): pass")
+    guest = pytester.mkdir("guest")
+    (guest / "build.py").write_text(BUILD_SCRIPT)
+    if fail:
+        (guest / "FAIL").write_text("")
+    pytester.syspathinsert()
+
+
+def test_fixture_builds_on_demand_once_and_rebuild_forces_it(pytester: pytest.Pytester) -> None:
+    _recipe_project(pytester)
+    cache = pytester.path / "cache"
+    for _ in range(2):
+        pytester.runpytest("--vmm=built", f"--vmm-cache={cache}").assert_outcomes(passed=1)
+    assert (pytester.path / "count").read_text().count("built") == 1
+    pytester.runpytest("--vmm=built", f"--vmm-cache={cache}", "--vmm-rebuild").assert_outcomes(passed=1)
+    assert (pytester.path / "count").read_text().count("built") == 2
+
+
+def test_build_failure_errors_the_test_and_names_the_log(pytester: pytest.Pytester) -> None:
+    _recipe_project(pytester, fail=True)
+    result = pytester.runpytest("--vmm=built", f"--vmm-cache={pytester.path / 'cache'}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*BuildError: building built failed: exit status 2: compiler says: no; "
+                                 "build log: */cache/built-*.log*"])

@@ -49,9 +49,9 @@ def agent_channel(machine: object) -> object:
 
 
 def agent_ready_pattern() -> bytes:
-    from pytest_vmm.agent.protocol import READY_PATTERN
+    from pytest_vmm.agent.protocol import READY_REGEX
 
-    return READY_PATTERN
+    return READY_REGEX.encode()
 
 
 # Console lines that mean a guest died, whatever the stack.
