@@ -31,6 +31,20 @@ def timeout_multiplier(accel: str, host: HostInfo) -> tuple[str, float]:
 
 
 @dataclass
+class Companion:
+    """A helper process the hypervisor needs (e.g. a vhost-user device backend).
+
+    Started before the hypervisor, in its own process group, and stopped after it.
+    """
+
+    name: str
+    argv: list[str]
+    # The hypervisor starts only once this file exists (e.g. the backend's Unix socket).
+    ready_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class LaunchPlan:
     """A process to start with the guest's serial console on its stdio."""
 
@@ -39,6 +53,7 @@ class LaunchPlan:
     cwd: Path | None = None
     # Files the hypervisor creates that the machine must see gone after shutdown.
     sockets: list[Path] = field(default_factory=list)
+    companions: list[Companion] = field(default_factory=list)
 
 
 class Hypervisor(abc.ABC):

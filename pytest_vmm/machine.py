@@ -25,12 +25,13 @@ from pexpect import EOF, TIMEOUT
 from pytest_vmm.console import Console, ConsolePump, tail
 from pytest_vmm.errors import BootTimeout, GuestCrashed, GuestExited, LaunchError, MachineLeak
 from pytest_vmm.host import HostInfo
-from pytest_vmm.hypervisor import Hypervisor, LaunchPlan
+from pytest_vmm.hypervisor import Companion, Hypervisor, LaunchPlan
 from pytest_vmm.stack import BootSpec, ChannelFactory
 
 if TYPE_CHECKING:
     from pytest_vmm.agent.client import AgentClient
 
+COMPANION_READY_S = 15.0
 GRACEFUL_S = 5.0
 TERM_S = 3.0
 KILL_S = 3.0
@@ -76,12 +77,15 @@ class Machine:
         self._descendants: set[int] = set()
         self._fail_res = [re.compile(p) for p in self.spec.fail_patterns]
         self._stopped = False
+        self._companions: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> "Machine":
         """Launch the hypervisor and wait for the ready pattern."""
         self.plan = self.config.hypervisor.launch_plan(self.spec, self.config.accel, self.run_dir, self.config.host)
         (self.artifacts_dir / "command.txt").write_text(" ".join(_quote(a) for a in self.plan.argv) + "\n")
+        for companion in self.plan.companions:
+            self._start_companion(companion)
         master, slave = os.openpty()
         tty.setraw(slave)  # the console is a byte pipe: no echo, no CRLF mapping, no line editing
         env = {**os.environ, **self.plan.env}
@@ -105,6 +109,27 @@ class Machine:
         self._console = Console(self._pump, master)
         self.wait_ready()
         return self
+
+    def _start_companion(self, companion: Companion) -> None:
+        log = (self.artifacts_dir / f"{companion.name}.log").open("wb")
+        try:
+            process = subprocess.Popen(
+                companion.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.run_dir, env={**os.environ, **companion.env}, start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            raise LaunchError(f"cannot start {companion.name}: {companion.argv[0]}: {exc.strerror}") from exc
+        finally:
+            log.close()
+        self._companions.append((companion.name, process))
+        deadline = time.monotonic() + COMPANION_READY_S
+        while companion.ready_path is not None and not companion.ready_path.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                state = f"exited with {process.returncode}" if process.poll() is not None else "timed out"
+                log_tail = tail(self.artifacts_dir / f"{companion.name}.log", 10)
+                raise LaunchError(f"{companion.name} {state} before creating {companion.ready_path}; "
+                                  f"its log: {log_tail}")
+            time.sleep(0.02)
 
     def wait_ready(self) -> None:
         console = self.console
@@ -190,7 +215,12 @@ class Machine:
             if self.is_alive():
                 self._escalate()
             self._process.wait()
-            self._reap_group(leaks)
+            self._reap_group(self.pid, self._descendants, leaks)
+        for name, process in self._companions:
+            companion_tree = _descendants(process.pid)
+            if process.poll() is None:
+                _stop_process_group(process)
+            self._reap_group(process.pid, companion_tree, leaks)
         if self._pump is not None:
             self._pump.close()
         if self._master_fd >= 0:
@@ -228,11 +258,11 @@ class Machine:
         self.signal_group(signal.SIGKILL)
         self.wait_exit(KILL_S)
 
-    def _reap_group(self, leaks: list[str]) -> None:
-        """Kill anything the hypervisor started that outlived it (same group or descendants)."""
+    def _reap_group(self, pgid: int, descendants: set[int], leaks: list[str]) -> None:
+        """Kill anything a process started that outlived it (same group or descendants)."""
         deadline = time.monotonic() + KILL_S
         while True:
-            survivors = _group_members(self.pid) | {p for p in self._descendants if _alive(p)}
+            survivors = _group_members(pgid) | {p for p in descendants if _alive(p)}
             if not survivors:
                 return
             if time.monotonic() > deadline:
@@ -328,6 +358,20 @@ class Machine:
     def __repr__(self) -> str:
         state = "running" if self.is_alive() else f"exited({self.exit_status})"
         return f"<Machine {self.target_id} {state} pid={self._process.pid if self._process else '-'}>"
+
+
+def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a companion's group, then SIGKILL if it does not go."""
+    for signum, wait_s in ((signal.SIGTERM, TERM_S), (signal.SIGKILL, KILL_S)):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _quote(arg: str) -> str:

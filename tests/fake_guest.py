@@ -63,6 +63,8 @@ def main() -> None:
     if mode == "escapee":
         os.setsid()
         time.sleep(3600)
+    if mode == "with-companion":
+        assert os.path.exists("backend.sock"), "the companion must be ready before the hypervisor starts"
     out(b"fake: ready\n")
     if mode == "die":
         sys.exit(3)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vmm import BootSpec, Hypervisor, LaunchPlan, Stack
+from pytest_vmm.hypervisor import Companion
 
 FAKE_GUEST = Path({guest!r})
 MODES = {modes!r}
@@ -31,7 +32,17 @@ class ProcessHypervisor(Hypervisor):
         return ""
 
     def launch_plan(self, spec, accel, run_dir, host):
-        return LaunchPlan(argv=[sys.executable, "-u", str(spec.kernel), *spec.cmdline.split()])
+        mode = spec.cmdline.split()[0]
+        companions = []
+        if mode in ("with-companion", "bad-companion"):
+            # A device backend: must create its socket before the hypervisor starts.
+            ready = run_dir / "backend.sock"
+            code = ("import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(3600)"
+                    if mode == "with-companion" else "import sys; print('backend: bad config'); sys.exit(4)")
+            companions.append(Companion(name="backend", argv=[sys.executable, "-c", code, str(ready), "fake_guest.py"],
+                                        ready_path=ready))
+        return LaunchPlan(argv=[sys.executable, "-u", str(spec.kernel), *spec.cmdline.split()],
+                          companions=companions)
 
 
 class MissingHypervisor(ProcessHypervisor):

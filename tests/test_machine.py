@@ -165,3 +165,22 @@ def test_logs_of_passing_tests_are_removed_unless_kept(fake_project) -> None:
     assert logs == ["test_logs_of_passing_tests_are_removed_unless_kept.py_test_fail_fake"], logs
     pytester.runpytest("--vmm=fake", f"--vmm-artifacts={artifacts}", "--vmm-keep-logs")
     assert len(list(artifacts.glob("*/console.log"))) == 2
+
+
+def test_companion_starts_first_and_is_stopped(fake_project) -> None:
+    pytester = fake_project({"fake": "with-companion"})
+    pytester.makepyfile("""
+        def test_it(machine):
+            assert (machine.run_dir / "backend.sock").exists()
+            assert (machine.artifacts_dir / "backend.log").exists()
+    """)
+    pytester.runpytest("--vmm=fake").assert_outcomes(passed=1)
+
+
+def test_companion_that_dies_is_a_clear_launch_error(fake_project) -> None:
+    pytester = fake_project({"fake": "bad-companion"})
+    pytester.makepyfile("def test_it(machine): pass")
+    result = pytester.runpytest("--vmm=fake")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*LaunchError: backend exited with 4 before creating */backend.sock; "
+                                 "its log: backend: bad config*"])
