@@ -1,9 +1,9 @@
 """pytest-vmm: boot real guest stacks under real virtualization and check them test by test."""
 
-from pytest_vmm.stack import BootSpec, Disk, ImageRecipe, Stack, VsockSpec
-from pytest_vmm.hypervisor import Hypervisor, LaunchPlan
 from pytest_vmm.host import HostInfo
+from pytest_vmm.hypervisor import Hypervisor, LaunchPlan
 from pytest_vmm.machine import Machine
+from pytest_vmm.stack import BootSpec, Disk, ImageRecipe, Stack, VsockSpec
 
 __all__ = [
     "BootSpec",

@@ -87,7 +87,7 @@ class ConsolePump:
         self._log.close()
 
 
-class Console(SpawnBase):  # type: ignore[misc]
+class Console(SpawnBase):
     """pexpect-compatible console (bytes mode) over a ConsolePump."""
 
     def __init__(self, pump: ConsolePump, write_fd: int, timeout: float = 30.0) -> None:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 @pytest.hookspec
-def pytest_vmm_register(registry: "Registry") -> None:
+def pytest_vmm_register(registry: Registry) -> None:
     """Add stacks and hypervisors: ``registry.add_stack(Stack(...))``,
     ``registry.add_hypervisor(MyHypervisor())``.
 

@@ -62,11 +62,11 @@ class HostInfo:
 
     @classmethod
     @functools.cache
-    def detect(cls) -> "HostInfo":
+    def detect(cls) -> HostInfo:
         return cls.probe(Path("/dev/kvm"), Path("/sys/module"))
 
     @classmethod
-    def probe(cls, kvm_path: Path, sys_module: Path) -> "HostInfo":
+    def probe(cls, kvm_path: Path, sys_module: Path) -> HostInfo:
         flavour = detect_kvm_flavour(sys_module)
         device = kvm_path.exists()
         usable = False

@@ -90,6 +90,6 @@ class Hypervisor(abc.ABC):
     def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:
         """The command line that boots ``spec`` with the console on stdio."""
 
-    def request_stop(self, machine: "Machine") -> bool:
+    def request_stop(self, machine: Machine) -> bool:
         """Ask the guest/hypervisor to stop gracefully; True if a request was sent."""
         return False

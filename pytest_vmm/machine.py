@@ -16,9 +16,10 @@ import subprocess
 import tempfile
 import time
 import tty
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pexpect import EOF, TIMEOUT
 
@@ -48,7 +49,7 @@ class MachineConfig:
     artifacts_dir: Path
     boot_timeout_s: float
     channels: dict[str, ChannelFactory] = field(default_factory=dict)
-    health: Callable[["Machine"], bool] | None = None
+    health: Callable[[Machine], bool] | None = None
 
 
 class Machine:
@@ -80,7 +81,7 @@ class Machine:
         self._companions: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     # ----------------------------------------------------------------- lifecycle
-    def start(self) -> "Machine":
+    def start(self) -> Machine:
         """Launch the hypervisor and wait for the ready pattern."""
         self.plan = self.config.hypervisor.launch_plan(self.spec, self.config.accel, self.run_dir, self.config.host)
         (self.artifacts_dir / "command.txt").write_text(" ".join(_quote(a) for a in self.plan.argv) + "\n")
@@ -101,8 +102,6 @@ class Machine:
             os.close(slave)
             self._stderr_file.close()
             raise LaunchError(f"cannot start {self.config.hypervisor.name}: {self.plan.argv[0]}: {exc.strerror}") from exc
-        finally:
-            pass
         os.close(slave)
         self._master_fd = master
         self._pump = ConsolePump(master, self.console_log)
@@ -289,7 +288,7 @@ class Machine:
         compiled = [re.compile(p.encode() if isinstance(p, str) else p) for p in wanted]
         index = self.console.expect([*compiled, *self._fail_res, EOF, TIMEOUT], timeout=timeout)
         if index < len(compiled):
-            return self.console.match  # type: ignore[no-any-return]
+            return self.console.match
         shown = " | ".join(p.pattern.decode(errors="replace") for p in compiled)
         index -= len(compiled)
         if index < len(self._fail_res):
@@ -332,8 +331,8 @@ class Machine:
         return self._channels[name]
 
     @property
-    def agent(self) -> "AgentClient":
-        return self.channel("agent")  # type: ignore[no-any-return]
+    def agent(self) -> AgentClient:
+        return self.channel("agent")
 
     def record(self, name: str, value: float) -> None:
         """A metric (tok_s, exits_per_s...): kept on the machine and sent to JUnit properties."""
@@ -349,7 +348,7 @@ class Machine:
     def hypervisor_name(self) -> str:
         return self.config.hypervisor.name
 
-    def __enter__(self) -> "Machine":
+    def __enter__(self) -> Machine:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Generator, Iterator
 
 import pytest
+from _pytest._code.code import ExceptionRepr
 
+from pytest_vmm import availability as availability_mod
 from pytest_vmm import hookspecs, hypothesis_profiles, options
 from pytest_vmm.capabilities import CAPABILITIES, unknown_capabilities
 from pytest_vmm.errors import MachineError, TargetUnavailable
@@ -17,7 +18,6 @@ from pytest_vmm.machine import Machine
 from pytest_vmm.matrix import PROP_CHECK, PROP_SUITE, PROP_TARGET, Matrix, text_table
 from pytest_vmm.registry import Target
 from pytest_vmm.session import MachinePool, VmmSession, build_registry
-from pytest_vmm import availability as availability_mod
 
 SESSION_KEY = pytest.StashKey[VmmSession]()
 MACHINES_KEY = pytest.StashKey[list[Machine]]()
@@ -128,7 +128,7 @@ def _print_vmm_list(config: pytest.Config) -> None:
             avail = availability_mod.check(target, host, accel_choice)
             cached = ""
             if avail.ok and stack.recipe is not None:
-                from pytest_vmm.artifacts import ArtifactCache, DEFAULT_CACHE_ROOT
+                from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
                 cache_opt = options.get(config, "vmm_cache")
                 cache = ArtifactCache(Path(str(cache_opt)).expanduser() if cache_opt else DEFAULT_CACHE_ROOT)
                 cached = ", image cached" if cache.cached(stack.recipe) else ", image built on first use"
@@ -200,7 +200,7 @@ def vmm_stack(request: pytest.FixtureRequest) -> Target:
     target = getattr(request, "param", None)
     if target is None:
         raise pytest.UsageError(f"{request.node.nodeid} uses vmm_stack but no --vmm target was parametrized")
-    return target  # type: ignore[no-any-return]
+    return target
 
 
 @pytest.fixture
@@ -278,7 +278,7 @@ def _vmm_pool(vmm: VmmSession, pytestconfig: pytest.Config) -> Iterator[MachineP
 def shared_machine(request: pytest.FixtureRequest, vmm_stack: Target, _vmm_pool: MachinePool) -> Iterator[Machine]:
     """One booted guest per target per worker, shared by tests; rebooted if it died."""
     try:
-        booted = _vmm_pool.get(vmm_stack, on_boot=lambda m: None)
+        booted = _vmm_pool.get(vmm_stack)
     except TargetUnavailable as exc:
         pytest.skip(str(exc))
     _attach(request, booted)
@@ -297,7 +297,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             section = (f"console log: {machine.console_log}\n"
                        f"hypervisor: {machine.hypervisor_name}, accel {machine.accel}, "
                        f"exit status {machine.exit_status}\n{machine.tail()}")
-            if hasattr(report.longrepr, "addsection"):
+            if isinstance(report.longrepr, ExceptionRepr):
                 report.longrepr.addsection(f"vmm console tail: {machine.target_id}", section)
             else:
                 report.sections.append((f"vmm console tail: {machine.target_id}", section))

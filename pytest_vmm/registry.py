@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Iterable
 
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Hypervisor
@@ -84,8 +84,8 @@ class Registry:
 
     def _resolve_one(self, raw: str) -> Iterable[Target]:
         if raw == "all":
-            for stack in self.stacks.values():
-                yield self._target(stack, None)
+            for each in self.stacks.values():
+                yield self._target(each, None)
             return
         stack_name, _, hv_name = raw.partition("@")
         stack = self.stacks.get(stack_name)

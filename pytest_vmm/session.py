@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -123,7 +122,7 @@ class MachinePool:
         self.machines: dict[str, Machine] = {}
         self.reboots: dict[str, int] = {}
 
-    def get(self, target: Target, on_boot: Callable[[Machine], None]) -> Machine:
+    def get(self, target: Target) -> Machine:
         current = self.machines.get(target.id)
         if current is not None:
             if current.healthy():
@@ -139,7 +138,6 @@ class MachinePool:
             machine.shutdown()
             raise
         self.machines[target.id] = machine
-        on_boot(machine)
         return machine
 
     def close(self) -> list[str]:

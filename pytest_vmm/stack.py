@@ -8,9 +8,10 @@ Third-party stacks implement the same interfaces (see docs/writing-a-stack.md).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from pytest_vmm.host import HostInfo
@@ -65,7 +66,7 @@ class BuiltImage:
     manifest: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, name: str, path: Path) -> "BuiltImage":
+    def load(cls, name: str, path: Path) -> BuiltImage:
         manifest_file = path / "image.json"
         manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
         return cls(name=name, path=path, manifest=manifest)
@@ -96,7 +97,7 @@ class ImageRecipe:
         ".pytest_cache", ".hypothesis",
     )
     # Tools that must exist for the build: (name, how to check -> problem or "").
-    requires: tuple[Callable[["HostInfo"], str], ...] = ()
+    requires: tuple[Callable[[HostInfo], str], ...] = ()
 
 
 ChannelFactory = Callable[["Machine"], object]
@@ -109,8 +110,8 @@ class Stack:
     name: str
     description: str
     recipe: ImageRecipe | None
-    boot: Callable[[BuiltImage, "HostInfo", str], BootSpec]
-    default_hypervisor: Callable[["HostInfo"], str] | str
+    boot: Callable[[BuiltImage, HostInfo, str], BootSpec]
+    default_hypervisor: Callable[[HostInfo], str] | str
     hypervisors: Sequence[str]
     capabilities: frozenset[str]
     # Hypervisor -> capabilities it cannot give this stack (e.g. vsock on a hypervisor
@@ -118,16 +119,16 @@ class Stack:
     missing_on: dict[str, frozenset[str]] = field(default_factory=dict)
     # Accelerator this stack prefers on this host, or None to let the hypervisor decide
     # (zosia: Linux must use TCG on PVM).
-    preferred_accel: Callable[["HostInfo", str], str | None] = lambda host, hv: None
+    preferred_accel: Callable[[HostInfo, str], str | None] = lambda host, hv: None
     # Problem that stops this stack on a hypervisor here, "" when none.
-    problem: Callable[["HostInfo", str], str] = lambda host, hv: ""
+    problem: Callable[[HostInfo, str], str] = lambda host, hv: ""
     channels: dict[str, ChannelFactory] = field(default_factory=dict)
     # Devices the hypervisor must provide (Hypervisor.provides), e.g. {"vsock"}.
     needs_from_hypervisor: frozenset[str] = frozenset()
     # Liveness probe for shared machines (default: the hypervisor process is alive).
-    health: Callable[["Machine"], bool] | None = None
+    health: Callable[[Machine], bool] | None = None
 
-    def pick_default_hypervisor(self, host: "HostInfo") -> str:
+    def pick_default_hypervisor(self, host: HostInfo) -> str:
         if callable(self.default_hypervisor):
             return self.default_hypervisor(host)
         return self.default_hypervisor

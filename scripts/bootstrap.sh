@@ -47,13 +47,15 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 # Reinstall only when a pyproject changed (the stamp holds their hash).
+shopt -s nullglob
+guest_projects=(guests/*/pyproject.toml)
 stamp=.venv/.pytest-vmm-installed
-want=$(cat pyproject.toml guests/*/pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml "${guest_projects[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   editable=(-e '.[dev,zigu,zosia]')
-  for guest in guests/*/pyproject.toml; do
-    [ -e "$guest" ] && editable+=(-e "$(dirname "$guest")")
+  for guest in "${guest_projects[@]}"; do
+    editable+=(-e "$(dirname "$guest")")
   done
   .venv/bin/python -m pip install -q "${editable[@]}"
   echo "$want" > "$stamp"

@@ -61,7 +61,7 @@ class Firecracker(Hypervisor):
         sockets = [run_dir / spec.vsock.socket_name] if spec.vsock else []
         return LaunchPlan(argv=argv, sockets=sockets)
 
-    def request_stop(self, machine: "Machine") -> bool:
+    def request_stop(self, machine: Machine) -> bool:
         machine.signal_leader(signal.SIGTERM)
         return True
 

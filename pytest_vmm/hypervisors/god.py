@@ -41,7 +41,7 @@ class God(Hypervisor):
         argv += spec.hypervisor_args.get(self.name, [])
         return LaunchPlan(argv=argv, env={"PYTHONUNBUFFERED": "1"})
 
-    def request_stop(self, machine: "Machine") -> bool:
+    def request_stop(self, machine: Machine) -> bool:
         # god treats SIGTERM as an orderly stop (vCPUs kicked out, fds closed).
         machine.signal_leader(signal.SIGTERM)
         return True

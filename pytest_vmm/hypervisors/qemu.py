@@ -69,7 +69,7 @@ class Qemu(Hypervisor):
         argv += spec.hypervisor_args.get(self.name, [])
         return LaunchPlan(argv=argv, sockets=[qmp])
 
-    def request_stop(self, machine: "Machine") -> bool:
+    def request_stop(self, machine: Machine) -> bool:
         qmp_path = machine.run_dir / "qmp.sock"
         if not qmp_path.exists():
             return False

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pytest_vmm.host import HostInfo
 from pytest_vmm.stack import ImageRecipe

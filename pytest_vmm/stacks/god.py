@@ -5,7 +5,11 @@ from __future__ import annotations
 from pytest_vmm.host import HostInfo
 from pytest_vmm.stack import BootSpec, BuiltImage, Stack
 from pytest_vmm.stacks._common import (
-    COMMON_FAIL_PATTERNS, agent_channel, agent_ready_pattern, guest_recipe, needs_tool,
+    COMMON_FAIL_PATTERNS,
+    agent_channel,
+    agent_ready_pattern,
+    guest_recipe,
+    needs_tool,
 )
 
 

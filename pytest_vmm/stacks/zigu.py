@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pytest_vmm.host import HostInfo
 from pytest_vmm.stack import BootSpec, BuiltImage, Stack
-from pytest_vmm.stacks._common import COMMON_FAIL_PATTERNS, agent_channel, guest_recipe, needs_python_module
+from pytest_vmm.stacks._common import (
+    COMMON_FAIL_PATTERNS,
+    agent_channel,
+    guest_recipe,
+    needs_python_module,
+)
 
 READY = rb"zigu: ready"
 

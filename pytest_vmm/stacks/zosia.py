@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pytest_vmm.host import HostInfo
 from pytest_vmm.stack import BootSpec, BuiltImage, Disk, Stack
-from pytest_vmm.stacks._common import COMMON_FAIL_PATTERNS, guest_recipe, needs_python_module, needs_tool
+from pytest_vmm.stacks._common import (
+    COMMON_FAIL_PATTERNS,
+    guest_recipe,
+    needs_python_module,
+    needs_tool,
+)
 
 READY = rb"zosia: prompt ready"
 
@@ -20,7 +25,7 @@ def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
         kernel=image.file(str(manifest.get("kernel", "vmlinux"))),
         initrd=image.file(str(manifest.get("initrd", "initramfs.cpio.gz"))),
         cmdline=append,
-        mem_mib=int(manifest.get("mem_mib", 1024)),  # type: ignore[arg-type]
+        mem_mib=int(str(manifest.get("mem_mib", 1024))),
         cpus=2,
         disks=[Disk(image.file(str(disk)), read_only=True)] if disk else [],
         ready=READY,
