@@ -50,19 +50,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = VmmSession(config)
     if not _is_xdist_worker(config):
         config.pluginmanager.register(MatrixReporter(config), MatrixReporter.NAME)
-    # Group each target's tests on one worker so a shared machine boots once per worker:
-    # the controller schedules by xdist_group, and tells each worker (pytest_configure_node)
-    # to tag node ids with their group, which is what loadgroup scheduling reads.
-    if getattr(config.option, "dist", "no") == "load":
-        config.option.dist = "loadgroup"
-    if _is_xdist_worker(config) and config.workerinput.get("vmm_loadgroup"):  # type: ignore[attr-defined]
-        config.option.loadgroup = True
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: object) -> None:
-    config = node.config  # type: ignore[attr-defined]
-    node.workerinput["vmm_loadgroup"] = config.getoption("dist", "no") == "loadgroup"  # type: ignore[attr-defined]
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """With plain ``-n N`` (dist=load), keep each target's tests on one worker."""
+    if config.getoption("dist", "no") != "load":
+        return None  # the user chose a distribution mode: respect it
+    from pytest_vmm.xdist_scheduling import TargetScheduling
+
+    return TargetScheduling(config, log, [t.id for t in _session(config).targets])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -153,10 +150,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("vmm_stack", [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-stack")],
                              indirect=True)
         return
-    metafunc.parametrize("vmm_stack", targets, ids=[t.id for t in targets], indirect=True)
+    # xdist_group also serves --dist=loadgroup users (our default scheduler groups by target).
+    params = [pytest.param(t, id=t.id, marks=pytest.mark.xdist_group(name=t.id)) for t in targets]
+    metafunc.parametrize("vmm_stack", params, indirect=True)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group markers added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     vmm = _session(config)
     for item in items:
@@ -170,7 +168,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             ("stack", target.stack.name), ("hypervisor", target.hypervisor.name), ("accel", avail.accel),
             ("kvm_flavour", vmm.host.kvm_flavour),
         ]
-        item.add_marker(pytest.mark.xdist_group(name=target.id))
         if not avail.ok:
             item.add_marker(pytest.mark.skip(reason=f"{target.id} cannot boot here: {avail.problem}"))
             continue

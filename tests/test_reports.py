@@ -110,3 +110,15 @@ def test_hypothesis_profiles_are_registered(pytester: pytest.Pytester, profile: 
     result.assert_outcomes(passed=1)
     expected = "*PROFILE 50 None*" if profile == "vmm-ci" else "*PROFILE 20000 None*"
     result.stdout.fnmatch_lines([expected])
+
+
+def test_target_scope_finds_the_target_among_parameters() -> None:
+    from pytest_vmm.xdist_scheduling import target_scope
+
+    targets = ["god", "god@qemu", "zigu"]
+    assert target_scope("suites/t.py::test_x[god]", targets) == "vmm:god"
+    assert target_scope("suites/t.py::test_x[god@qemu]", targets) == "vmm:god@qemu"
+    assert target_scope("suites/t.py::test_x[god@qemu-7]", targets) == "vmm:god@qemu"
+    assert target_scope("suites/t.py::test_x[7-zigu]", targets) == "vmm:zigu"
+    assert target_scope("tests/t.py::test_y[godly]", targets) == "tests/t.py::test_y[godly]"
+    assert target_scope("tests/t.py::test_z", targets) == "tests/t.py::test_z"
