@@ -1,0 +1,5 @@
+"""The KVM layer: ioctl numbers, struct layouts and fd wrappers, defined once."""
+
+from god.kvm.system import Kvm, KvmError, VcpuFd, VmFd, kvm_flavour
+
+__all__ = ["Kvm", "KvmError", "VmFd", "VcpuFd", "kvm_flavour"]

@@ -1,0 +1,266 @@
+"""One virtual machine: KVM VM + guest RAM + buses + devices + vCPU threads.
+
+Lifecycle: Machine(config) builds everything, load() puts a kernel in RAM and sets the BSP's
+registers, run() starts the vCPU threads and blocks (no polling) until the guest exits, a
+vCPU crashes or request_stop() is called (e.g. by a SIGTERM handler); close() frees it all.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import threading
+from dataclasses import dataclass, field
+
+from god.boot import BootInputs, EntryState, load_kernel
+from god.boot import layout as L
+from god.boot import mptable
+from god.boot.cpu import apply as apply_entry
+from god.devices.bus import Bus, Device, stderr_trace
+from god.devices.cmos import CMOS_BASE, Cmos
+from god.devices.console import Console, NullConsole
+from god.devices.eventloop import EventLoop
+from god.devices.exitport import EXIT_PORT, ExitPort
+from god.devices.i8042 import AUX_IRQ, DATA_PORT, KBD_IRQ, STATUS_PORT, I8042
+from god.devices.irq import KvmIrqLine
+from god.devices.serial import COM1_BASE, COM1_IRQ, Uart16550
+from god.kvm import Kvm, KvmError
+from god.memory import GuestMemory
+from god.vcpu.runner import STATUS_GUEST_RESET, STATUS_OK, VcpuRunner, VmExit
+
+KICK_SIGNAL = signal.SIGUSR1
+# PVM's ring-0 emulator cannot run cmpxchg16b or clac/stac (PLATFORM.md). Kernels pick
+# those from CPUID (Linux: CX16 for SLUB's cmpxchg_double, SMAP for clac/stac), so god hides
+# the two bits under PVM. SSE/XSAVE stay visible: ring-3 code may use them.
+CPUID1_ECX_CX16 = 1 << 13
+CPUID7_EBX_SMAP = 1 << 20
+TSS_ADDR = 0xFFFBD000  # below the 4 GiB boundary, outside RAM and the MMIO window
+
+
+@dataclass
+class MachineConfig:
+    mem_mib: int = 128
+    cpus: int = 1
+    console: Console = field(default_factory=NullConsole)
+    trace_unassigned: bool = False
+
+
+class _Shifted:
+    """Presents a device at a second base (the i8042's 0x64 port is its offset 4)."""
+
+    def __init__(self, dev: Device, delta: int) -> None:
+        self.dev, self.delta = dev, delta
+
+    def read(self, offset: int, size: int) -> int:
+        return self.dev.read(offset + self.delta, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.dev.write(offset + self.delta, size, value)
+
+
+class _Sink:
+    """Port 0x80 (POST codes, Linux's I/O delay): writes vanish, reads float high."""
+
+    def read(self, offset: int, size: int) -> int:
+        return (1 << (8 * size)) - 1
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        pass
+
+
+def _noop(signum: int, frame: object) -> None:
+    pass
+
+
+class Machine:
+    def __init__(self, config: MachineConfig) -> None:
+        self.config = config
+        if config.mem_mib < 4:
+            raise ValueError("--mem must be at least 4 MiB")
+        self.kvm = Kvm()
+        self.kvm.require()
+        limit = self.kvm.max_vcpus()
+        if not 1 <= config.cpus <= limit:
+            raise KvmError(f"--cpus {config.cpus}: this KVM ({self.kvm.flavour}) allows 1..{limit}")
+        self.mem_bytes = config.mem_mib << 20
+        self.vm = self.kvm.create_vm()
+        self._closed = False
+        self.result: VmExit | None = None
+        self._result_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._kick_ok = False
+        try:
+            self.vm.set_tss_addr(TSS_ADDR)  # VMX real mode needs it; harmless elsewhere
+        except KvmError:
+            pass
+        self.mem = GuestMemory(L.ram_layout(self.mem_bytes))
+        for slot, r in enumerate(self.mem.regions):
+            self.vm.set_user_memory_region(slot, r.gpa, r.size, r.host_addr)
+        # The irqchip must exist before vCPUs are created (each gets an in-kernel LAPIC).
+        self.vm.create_irqchip()
+        self.vm.create_pit2()
+        self.pio = Bus("port I/O", 0x10000)
+        self.mmio = Bus("MMIO", 1 << 52)
+        if config.trace_unassigned:
+            self.pio.trace = self.mmio.trace = stderr_trace
+        self._mmio_next = L.MMIO_BASE
+        self.loop = EventLoop()
+        self.console = config.console
+        self.uart = Uart16550(self.irq_line(COM1_IRQ), self.console.write, self.loop)
+        self.exit_port = ExitPort(lambda st: self.request_stop(VmExit(st, "", "exit-port")))
+        self.cmos = Cmos(min(self.mem_bytes, L.LOW_RAM_LIMIT), max(self.mem_bytes - L.LOW_RAM_LIMIT, 0))
+        self.i8042 = I8042(self._on_reset, self.irq_line(KBD_IRQ), self.irq_line(AUX_IRQ))
+        self.pio.register(COM1_BASE, 8, self.uart)
+        self.pio.register(EXIT_PORT, 4, self.exit_port)
+        self.pio.register(CMOS_BASE, 2, self.cmos)
+        self.pio.register(DATA_PORT, 1, self.i8042)
+        self.pio.register(STATUS_PORT, 1, _Shifted(self.i8042, STATUS_PORT - DATA_PORT))
+        self.pio.register(0x80, 1, _Sink())
+        cpuid = self.kvm.supported_cpuid()
+        self.virtio: list = []  # virtio-mmio transports (god.virtio.attach), closed first
+        self.runners: list[VcpuRunner] = []
+        for i in range(config.cpus):
+            vcpu = self.vm.create_vcpu(i)
+            self._set_cpuid(vcpu, cpuid, i, self.kvm.flavour == "pvm")
+            self.runners.append(VcpuRunner(vcpu, self.pio, self.mmio, self.mem,
+                                           self.request_stop, self.kvm.flavour))
+
+    # --- wiring for devices ---------------------------------------------------------------
+    def irq_line(self, gsi: int) -> KvmIrqLine:
+        return KvmIrqLine(self.vm.irq_line, gsi)
+
+    def alloc_mmio(self, size: int) -> int:
+        """A page-aligned slot in the MMIO window for a device (e.g. virtio-mmio)."""
+        base = self._mmio_next
+        self._mmio_next = L.align_up(base + size, L.PAGE)
+        if self._mmio_next > L.MMIO_BASE + L.MMIO_SIZE:
+            raise ValueError("MMIO window exhausted")
+        return base
+
+    @staticmethod
+    def _set_cpuid(vcpu, cpuid, index: int, pvm: bool) -> None:  # type: ignore[no-untyped-def]
+        for j in range(cpuid.nent):
+            e = cpuid.entries[j]
+            if e.function == 1:
+                e.ebx = (e.ebx & 0x00FFFFFF) | (index << 24)  # initial APIC ID
+                if pvm:
+                    e.ecx &= ~CPUID1_ECX_CX16
+            elif e.function in (0xB, 0x1F):
+                e.edx = index  # x2APIC ID
+            elif e.function == 7 and e.index == 0 and pvm:
+                e.ebx &= ~CPUID7_EBX_SMAP
+        vcpu.set_cpuid2(cpuid)
+
+    # --- boot -------------------------------------------------------------------------------
+    def load(self, inputs: BootInputs, flat_addr: int | None = None, flat_mode: int = 64) -> str:
+        inputs.mem_bytes = self.mem_bytes
+        fmt, entry = load_kernel(self.mem, inputs, flat_addr, flat_mode)
+        mptable.write(self.mem, self.config.cpus)
+        self.set_entry(entry)
+        return fmt
+
+    def set_entry(self, entry: EntryState) -> None:
+        """BSP registers for the boot mode; other vCPUs wait for INIT/SIPI in the kernel."""
+        vcpu = self.runners[0].vcpu
+        sregs, regs = vcpu.get_sregs(), vcpu.get_regs()
+        apply_entry(sregs, regs, self.mem, entry)
+        vcpu.set_sregs(sregs)
+        vcpu.set_regs(regs)
+
+    # --- run and stop -----------------------------------------------------------------------
+    def _on_reset(self) -> None:
+        self.request_stop(VmExit(STATUS_GUEST_RESET,
+                                 "guest reset via the i8042 reset line (e.g. 0xFE to port 0x64); "
+                                 "god does not reboot guests", "reset"))
+
+    def request_stop(self, result: VmExit) -> None:
+        """Record why we stop (the first reason wins) and interrupt every vCPU. Any thread;
+        also safe from a signal handler (only flag writes, os.write and pthread_kill)."""
+        with self._result_lock:
+            if self.result is None:
+                self.result = result
+        self._kick_all()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _kick_all(self) -> None:
+        me = threading.get_ident()
+        for r in self.runners:
+            r.request_stop()
+            t = r.thread
+            if self._kick_ok and t is not None and t.ident is not None and t.ident != me \
+                    and t.is_alive():
+                try:
+                    signal.pthread_kill(t.ident, KICK_SIGNAL)
+                except (ProcessLookupError, OSError):
+                    pass
+
+    def run(self) -> VmExit:
+        """Run until the guest stops; returns why. Blocks the calling thread in select()."""
+        old = None
+        if threading.current_thread() is threading.main_thread():
+            # A handler (not SIG_DFL) so pthread_kill interrupts KVM_RUN with EINTR instead
+            # of killing the process.
+            old = signal.signal(KICK_SIGNAL, _noop)
+            self._kick_ok = True
+        try:
+            self.loop.start()
+            self.console.start(self.loop, self.uart.feed)
+            for r in self.runners:
+                r.start()
+            while self.result is None:
+                alive = [r for r in self.runners if r.thread and r.thread.is_alive()]
+                if not alive:
+                    break
+                try:
+                    select.select([self._wake_r], [], [], None if self._kick_ok else 0.5)
+                except InterruptedError:
+                    pass
+            if self.result is None:
+                self.result = VmExit(STATUS_OK, "all vCPUs stopped", "stopped")
+            self._kick_all()
+            for _ in range(50):
+                alive = [r for r in self.runners if r.thread and r.thread.is_alive()]
+                if not alive:
+                    break
+                alive[0].thread.join(0.1)  # type: ignore[union-attr]
+                self._kick_all()
+            return self.result
+        finally:
+            self.loop.stop()
+            self.console.close()
+            if old is not None:
+                signal.signal(KICK_SIGNAL, old)
+            self._kick_ok = False
+
+    @property
+    def exits(self) -> int:
+        return sum(r.exits for r in self.runners)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for t in self.virtio:  # stop device threads before guest RAM is unmapped
+            t.close()
+        stuck = [r for r in self.runners if r.thread and r.thread.is_alive()]
+        if not stuck:  # never unmap RAM or kvm_run under a running vCPU thread
+            for r in self.runners:
+                r.vcpu.close()
+            self.vm.close()
+            self.mem.close()
+        self.kvm.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Machine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""vhost-user back-end: god's virtio device models served to QEMU (see backend.py)."""

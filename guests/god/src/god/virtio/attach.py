@@ -1,0 +1,60 @@
+"""Putting virtio-mmio devices into a god Machine, and announcing them to the guest.
+
+Each device gets a 4 KiB-aligned slot in the MMIO window (only the first 0x200 bytes are
+registers), a GSI from VIRTIO_GSIS, an ioeventfd per queue on QueueNotify, and a token
+
+    virtio_mmio.device=<size>@<addr>:<gsi>
+
+for the kernel command line. That token is the table by which guests find the devices:
+Linux parses it natively (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES), and our own kernels parse
+the same token (docs/virtio.md). Devices are numbered in command-line order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from god.kvm import KvmError
+from god.virtio.device import VirtioDevice
+from god.virtio.mmio import MMIO_SLOT_SIZE, R_QUEUE_NOTIFY, VirtioMmio
+
+if TYPE_CHECKING:
+    from god.machine import Machine
+
+log = logging.getLogger("god.virtio")
+
+# ISA-range GSIs no god device uses (0 PIT, 1 keyboard, 4 COM1, 8 RTC, 12 mouse).
+VIRTIO_GSIS = (5, 6, 7, 9, 10, 11, 14, 15)
+
+
+def attach(machine: Machine, device: VirtioDevice) -> tuple[VirtioMmio, str]:
+    """Register device on machine's MMIO bus; returns the transport and its cmdline token."""
+    transports: list[VirtioMmio] = machine.virtio
+    if len(transports) >= len(VIRTIO_GSIS):
+        raise ValueError(f"at most {len(VIRTIO_GSIS)} virtio devices")
+    gsi = VIRTIO_GSIS[len(transports)]
+    base = machine.alloc_mmio(MMIO_SLOT_SIZE)
+
+    def ioeventfd(fd: int, queue: int) -> bool:
+        try:
+            machine.vm.ioeventfd(fd, base + R_QUEUE_NOTIFY, 4, datamatch=queue)
+            return True
+        except KvmError as e:  # still correct without it: the MMIO exit writes the eventfd
+            log.warning("virtio: no ioeventfd for %s queue %d: %s", device.name, queue, e)
+            return False
+
+    t = VirtioMmio(device, machine.mem, machine.irq_line(gsi), ioeventfd)
+    machine.mmio.register(base, MMIO_SLOT_SIZE, t)
+    transports.append(t)
+    return t, f"virtio_mmio.device={MMIO_SLOT_SIZE}@{base:#x}:{gsi}"
+
+
+def parse_disk(spec: str) -> tuple[str, bool]:
+    """--disk PATH[,ro] -> (path, read_only)."""
+    path, _, opts = spec.partition(",")
+    flags = {o.strip() for o in opts.split(",") if o.strip()}
+    unknown = flags - {"ro", "rw"}
+    if unknown or not path:
+        raise ValueError(f"--disk {spec!r}: expected PATH[,ro]")
+    return path, "ro" in flags
