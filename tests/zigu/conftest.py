@@ -3,18 +3,13 @@ a temporary directory), the host ABI library loaded from it, and a QEMU boot hel
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ZIGU = ROOT / "guests" / "zigu"
-ADAPTER = ZIGU / "adapter" / "python-3.12"
-if str(ADAPTER) not in sys.path:
-    sys.path.insert(0, str(ADAPTER))
+from zigu_testlib import ZIGU, qemu_unavailable
 
 
 def _have_zig() -> bool:
@@ -45,12 +40,6 @@ def host_abi(zigu_build):
 
     ukernel_abi.load(zigu_build / "libzigu_abi.so")
     return ukernel_abi.HostAbi(zigu_build / "libzigu_abi.so")
-
-
-def qemu_unavailable() -> str | None:
-    if shutil.which("qemu-system-x86_64") is None:
-        return "qemu-system-x86_64 is not installed"
-    return None
 
 
 @pytest.fixture

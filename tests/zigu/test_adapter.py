@@ -3,7 +3,7 @@ import ast
 import subprocess
 import sys
 
-from conftest import ADAPTER
+from zigu_testlib import ADAPTER
 
 
 def run_runtime(zigu_build, *args):

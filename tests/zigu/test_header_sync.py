@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import ZIGU
+from zigu_testlib import ZIGU
 
 HEADER = ZIGU / "include" / "ukernel_abi.h"
 DEFINE_RE = re.compile(r"^#define\s+(UK_[A-Z0-9_]+)\s+\(?(-?(?:0x[0-9a-fA-F]+|\d+))[LlUu]*\)?(?:\s|$)", re.M)

@@ -3,7 +3,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ZIGU
+from zigu_testlib import ZIGU
 
 
 def test_zig_build_test(zigu_build):

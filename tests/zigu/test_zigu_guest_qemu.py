@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 import abi_checks
-from conftest import qemu_unavailable
+from zigu_testlib import qemu_unavailable
 
 
 def test_kernel_image_is_pvh_and_sse_free(zigu_build):
