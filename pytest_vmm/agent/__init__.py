@@ -3,4 +3,4 @@
 from pytest_vmm.agent.client import AgentClient, AgentError, AgentTimeout, Hello
 from pytest_vmm.agent.protocol import READY_REGEX, ErrorCode
 
-__all__ = ["AgentClient", "AgentError", "AgentTimeout", "ErrorCode", "Hello", "READY_REGEX"]
+__all__ = ["READY_REGEX", "AgentClient", "AgentError", "AgentTimeout", "ErrorCode", "Hello"]

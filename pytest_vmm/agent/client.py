@@ -92,6 +92,8 @@ class TickCount:
     ticks: int
     ns: int
     hz: int
+    divisor: int = 0  # PIT reload value: the exact rate is 1193182 / divisor Hz
+    span_ns: int = 0  # first tick to last tick, by the guest TSC
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class AgentClient:
         self._ids = itertools.count(first_id)
         self._tail: deque[str] = deque()
         self._tail_len = 0
-        self.skipped: list[bytes] = []  # reply-shaped frames that were not ours (for debugging)
+        self.skipped: deque[bytes] = deque(maxlen=100)  # reply-shaped frames not ours (debugging)
         self.hello_info: Hello | None = None
         self._pattern = REPLY_RE
 
@@ -233,6 +235,11 @@ class AgentClient:
         self.hello_info = info
         return info
 
+    def cpuid(self, leaf: int, sub: int = 0, cpu: int | None = None) -> tuple[int, int, int, int]:
+        """CPUID as the guest sees it: (eax, ebx, ecx, edx)."""
+        r = self.request("cpuid", leaf=leaf, sub=sub, cpu=cpu)
+        return r.int("eax"), r.int("ebx"), r.int("ecx"), r.int("edx")
+
     def ping(self, cpu: int | None = None) -> None:
         self.request("ping", cpu=cpu)
 
@@ -310,6 +317,11 @@ class AgentClient:
         r = self.request("rx_burst", n=len(data), ms=ms, on_go=send, timeout=self.timeout + ms / 1000)
         return UartBurst(data, r.int("bytes"), r.int("irqs"), r.int("fnv"), r.int("overruns"), r.int("dropped"))
 
+    def uart_loopback(self, value: int = 0x5A) -> dict[str, int]:
+        """Echo ``value`` through the 16550's loopback mode: ``value`` (read back), ``msr``, ``lsr``, ``mcr``."""
+        r = self.request("uart_loopback", value=value)
+        return {k: r.int(k) for k in ("value", "msr", "lsr", "mcr")}
+
     def uart_stats(self) -> dict[str, int]:
         r = self.request("uart_stats")
         return {k: r.int(k) for k in r.fields}
@@ -319,22 +331,23 @@ class AgentClient:
         r = self.request("clock", cpu=cpu)
         return Clock(r.int("tsc"), r.int("ns"))
 
+    @staticmethod
+    def _ticks(r: Reply) -> TickCount:
+        return TickCount(r.int("ticks"), r.int("ns"), r.int("hz"), r.get_int("divisor", 0) or 0,
+                         r.get_int("span_ns", 0) or 0)
+
     def pit_measure(self, ms: int, hz: int = 1000) -> TickCount:
         """PIT periodic at ``hz`` for ``ms`` of guest time: ticks counted by the guest."""
-        r = self.request("pit_measure", ms=ms, hz=hz, timeout=self.timeout + 2 * ms / 1000)
-        return TickCount(r.int("ticks"), r.int("ns"), r.int("hz"))
+        return self._ticks(self.request("pit_measure", ms=ms, hz=hz, timeout=self.timeout + 2 * ms / 1000))
 
     def pit_start(self, hz: int = 1000) -> TickCount:
-        r = self.request("pit_start", hz=hz)
-        return TickCount(r.int("ticks"), r.int("ns"), r.int("hz"))
+        return self._ticks(self.request("pit_start", hz=hz))
 
     def pit_read(self) -> TickCount:
-        r = self.request("pit_read")
-        return TickCount(r.int("ticks"), r.int("ns"), r.int("hz"))
+        return self._ticks(self.request("pit_read"))
 
     def pit_stop(self) -> TickCount:
-        r = self.request("pit_stop")
-        return TickCount(r.int("ticks"), r.int("ns"), r.int("hz"))
+        return self._ticks(self.request("pit_stop"))
 
     def lapic_oneshot(self, us: int, cpu: int | None = None) -> OneShot:
         r = self.request("lapic_oneshot", us=us, cpu=cpu, timeout=self.timeout + 2 * us / 1e6)

@@ -17,6 +17,7 @@ for its own reply. Everything else on the console (log lines, garbage) is ignore
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -122,7 +123,7 @@ class Reply:
         except ValueError:
             raise ValueError(f"field {key}={self.fields[key]!r} is not an integer: {self.raw!r}") from None
 
-    def get_int(self, key: str, default: int | None = None) -> int | None:
+    def get_int(self, key: str, default: builtins.int | None = None) -> builtins.int | None:
         return self.int(key) if key in self.fields else default
 
 

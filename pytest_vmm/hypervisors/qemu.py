@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_vmm.errors import LaunchError
 from pytest_vmm.host import HostInfo
-from pytest_vmm.hypervisor import Hypervisor, LaunchPlan
+from pytest_vmm.hypervisor import Companion, Hypervisor, LaunchPlan
 from pytest_vmm.stack import BootSpec
 
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ class Qemu(Hypervisor):
     name = "qemu"
     description = "QEMU x86_64 (-M microvm or pc), accel kvm or tcg, QMP control"
     accels = ("kvm", "tcg")
+    # blk: QEMU's own virtio-blk; vsock: god's device model as a vhost-user back-end.
+    provides = frozenset({"vsock", "blk"})
 
     def problem(self, host: HostInfo) -> str:
         if host.tool(QEMU_BINARY) is None:
@@ -50,7 +54,9 @@ class Qemu(Hypervisor):
             "-nodefaults",
             "-no-user-config",
             "-no-reboot",
-            "-serial", "stdio",
+            # signal=off: a 0x03 byte from a test must reach the guest, not stop QEMU.
+            "-chardev", "stdio,id=console,signal=off",
+            "-serial", "chardev:console",
             "-monitor", "none",
             "-qmp", f"unix:{qmp},server=on,wait=off",
             "-device", EXIT_PORT_DEVICE,
@@ -66,8 +72,44 @@ class Qemu(Hypervisor):
                 "-drive", f"file={disk.path},if=none,id=disk{index},format=raw{readonly}",
                 "-device", f"virtio-blk-{virtio_suffix},drive=disk{index}",
             ]
+        if spec.qemu_machine.startswith("microvm") and (spec.disks or spec.vsock):
+            # microvm's virtio-mmio is legacy (version 1) by default; our kernels and god
+            # speak version 2 only (Linux speaks both).
+            argv += ["-global", "virtio-mmio.force-legacy=false"]
+        companions: list[Companion] = []
+        sockets = [qmp]
+        if spec.vsock is not None:
+            companion, vsock_argv = self._vsock_backend(spec, run_dir, host, virtio_suffix)
+            companions.append(companion)
+            argv += vsock_argv
+            sockets.append(run_dir / spec.vsock.socket_name)
         argv += spec.hypervisor_args.get(self.name, [])
-        return LaunchPlan(argv=argv, sockets=[qmp])
+        return LaunchPlan(argv=argv, sockets=sockets, companions=companions)
+
+    def _vsock_backend(self, spec: BootSpec, run_dir: Path, host: HostInfo,
+                       suffix: str) -> tuple[Companion, list[str]]:
+        """vsock without /dev/vhost-vsock: god's device model as a vhost-user back-end
+        (python -m god.vhost_user), guest RAM shared with it through a memfd."""
+        assert spec.vsock is not None
+        if not host.python_module("god.vhost_user"):
+            raise LaunchError("vsock under QEMU needs the god package (pip install -e "
+                              "guests/god): its vhost-user back-end serves the device")
+        vu_sock = run_dir / "vhost-user-vsock.sock"
+        uds = run_dir / spec.vsock.socket_name
+        companion = Companion(
+            name="vhost-user-vsock",
+            argv=[sys.executable, "-m", "god.vhost_user", "--socket", str(vu_sock),
+                  "--vsock-uds", str(uds), "--guest-cid", str(spec.vsock.guest_cid)],
+            ready_path=vu_sock,
+        )
+        argv = [
+            "-object", f"memory-backend-memfd,id=mem,size={spec.mem_mib}M,share=on",
+            "-machine", "memory-backend=mem",
+            "-chardev", f"socket,id=vu,path={vu_sock}",
+            # The CID comes from the back-end's config space (VHOST_USER_GET_CONFIG).
+            "-device", f"vhost-user-vsock-{suffix},chardev=vu",
+        ]
+        return companion, argv
 
     def request_stop(self, machine: Machine) -> bool:
         qmp_path = machine.run_dir / "qmp.sock"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from agent_fakes import FakeConsole  # tests/agent is on sys.path (rootdir-less test dir)
 
 from pytest_vmm.agent.client import AgentClient, AgentError, AgentTimeout
 from pytest_vmm.agent.protocol import (
@@ -17,7 +18,6 @@ from pytest_vmm.agent.protocol import (
     fnv1a32,
     parse_reply,
 )
-from agent_fakes import FakeConsole  # tests/agent is on sys.path (rootdir-less test dir)
 
 REQ = re.compile(rb"@>(\d+) (\S+)((?: \S+=\S+)*) \*([0-9a-f]{2})\n")
 
@@ -192,7 +192,7 @@ def test_exit_returns_when_the_console_closes() -> None:
     console = FakeConsole(lambda raw: b"")
 
     def guest(raw: bytes) -> bytes:
-        rid, cmd, args = parse_request(raw)
+        _, cmd, args = parse_request(raw)
         assert (cmd, args) == ("exit", {"status": "3"})
         console.closed = True
         return b"probe: exiting\r\n"

@@ -1,0 +1,780 @@
+/* The agent: request lines in, reply lines out (docs/agent-protocol.md).
+ *
+ *   request  @><id> <cmd> [key=value ...] *<cs>
+ *   reply    @@<id> ok|err|go ... *<cs>      cs = sum of the line's bytes before " *", mod 256
+ *
+ * The BSP reads and answers; "cpu=N" hands the parsed request to that CPU through a mailbox
+ * and an IPI, and the BSP prints what it wrote. */
+#include "probe.h"
+
+#define MAXARGS 12
+#define E_FRAME 1
+#define E_UNKNOWN 2
+#define E_ARG 3
+#define E_WIDTH 4
+#define E_FAULT 5
+#define E_TIMEOUT 6
+#define E_NOCPU 7
+#define E_UNSUPPORTED 8
+
+struct req {
+    char *id;
+    char *cmd;
+    int nargs;
+    char *key[MAXARGS];
+    char *val[MAXARGS];
+};
+
+struct ctx {
+    struct req *r;
+    struct out *o;  /* the reply body after "@@<id> ok" */
+    int cpu;        /* CPU running the handler */
+    const char *err_text;
+    u64 err_val;
+    int has_err_val;
+};
+
+typedef int (*handler_fn)(struct ctx *c);
+
+/* ------------------------------------------------------------------ argument access */
+static const char *arg_str(struct ctx *c, const char *k) {
+    for (int i = 0; i < c->r->nargs; i++)
+        if (streq(c->r->key[i], k))
+            return c->r->val[i];
+    return 0;
+}
+
+/* 0: ok; else E_ARG with the key named in the error text */
+static int arg_u64(struct ctx *c, const char *k, u64 *v, int required, u64 dflt, u64 max) {
+    const char *s = arg_str(c, k);
+    if (!s) {
+        if (required) {
+            c->err_text = k;
+            return E_ARG;
+        }
+        *v = dflt;
+        return 0;
+    }
+    if (parse_u64(s, v) || *v > max) {
+        c->err_text = k;
+        return E_ARG;
+    }
+    return 0;
+}
+
+#define ARG(name, key, req, dflt, max)                            \
+    u64 name;                                                     \
+    do {                                                          \
+        int e_ = arg_u64(c, key, &name, req, dflt, max);          \
+        if (e_)                                                   \
+            return e_;                                            \
+    } while (0)
+
+static u64 ms_to_tsc(u64 ms) { return ns_to_tsc(ms * 1000000ULL); }
+
+/* ------------------------------------------------------------------ identity */
+static void cpuid_vendor(char *dst, u32 leaf) {
+    u32 r[4];
+    cpuid(leaf, 0, r);
+    u32 regs[3] = {r[1], r[2], r[3]};
+    int n = 0;
+    for (int i = 0; i < 3; i++)
+        for (int b = 0; b < 4; b++) {
+            char ch = (char)(regs[i] >> (8 * b));
+            int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+            if (ok)
+                dst[n++] = ch;
+        }
+    if (!n)
+        dst[n++] = '-';
+    dst[n] = 0;
+}
+
+static int h_hello(struct ctx *c) {
+    char hv[16];
+    u32 r[4];
+    cpuid(1, 0, r);
+    if (r[2] & (1u << 31))
+        cpuid_vendor(hv, 0x40000000);
+    else
+        hv[0] = '-', hv[1] = 0;
+    o_kv_str(c->o, "name", "probe");
+    o_kv_str(c->o, "arch", "x86_64");
+    o_kv_dec(c->o, "proto", 1);
+    o_kv_dec(c->o, "cpus", (u64)cpus_online);
+    o_kv_dec(c->o, "tsc_khz", tsc_khz);
+    o_kv_dec(c->o, "lapic_khz", lapic_khz);
+    o_kv_str(c->o, "boot", boot_protocol);
+    o_kv_str(c->o, "hv", hv);
+    o_kv_dec(c->o, "mptable", (u64)mp.found);
+    o_kv_dec(c->o, "pit_pin", (u64)line_pin(0));
+    o_kv_str(c->o, "caps", cpus_online > 1 ? "port,mmio,irq,timer,uart,exit,smp" : "port,mmio,irq,timer,uart,exit");
+    return 0;
+}
+
+static int h_cpuid(struct ctx *c) {
+    ARG(leaf, "leaf", 1, 0, 0xFFFFFFFFULL);
+    ARG(sub, "sub", 0, 0, 0xFFFFFFFFULL);
+    u32 r[4];
+    cpuid((u32)leaf, (u32)sub, r);
+    o_kv_hex(c->o, "eax", r[0]);
+    o_kv_hex(c->o, "ebx", r[1]);
+    o_kv_hex(c->o, "ecx", r[2]);
+    o_kv_hex(c->o, "edx", r[3]);
+    return 0;
+}
+
+static int h_ping(struct ctx *c) {
+    o_kv_dec(c->o, "cpu", (u64)c->cpu);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ port I/O and MMIO */
+static int h_in(struct ctx *c) {
+    ARG(port, "port", 1, 0, 0xFFFF);
+    ARG(width, "width", 0, 1, 8);
+    u64 v;
+    if (width == 1) v = inb((u16)port);
+    else if (width == 2) v = inw((u16)port);
+    else if (width == 4) v = inl((u16)port);
+    else { c->err_text = "port width must be 1, 2 or 4"; return E_WIDTH; }
+    o_kv_hex(c->o, "value", v);
+    return 0;
+}
+
+static int h_out(struct ctx *c) {
+    ARG(port, "port", 1, 0, 0xFFFF);
+    ARG(width, "width", 0, 1, 8);
+    ARG(value, "value", 1, 0, ~0ULL);
+    if (width != 1 && width != 2 && width != 4) { c->err_text = "port width must be 1, 2 or 4"; return E_WIDTH; }
+    if (value >> (8 * width)) { c->err_text = "value"; return E_ARG; }
+    if (width == 1) outb((u16)port, (u8)value);
+    else if (width == 2) outw((u16)port, (u16)value);
+    else outl((u16)port, (u32)value);
+    return 0;
+}
+
+static int guard_end(struct ctx *c, u64 addr) {
+    u64 f = guard_fault[c->cpu];
+    guard_armed[c->cpu] = 0;
+    if (!f)
+        return 0;
+    c->err_text = f == 15 ? "page fault at" : "general protection fault at";
+    c->err_val = addr;
+    c->has_err_val = 1;
+    return E_FAULT;
+}
+
+static int h_rd(struct ctx *c) {
+    ARG(addr, "addr", 1, 0, ~0ULL);
+    ARG(width, "width", 0, 4, 8);
+    u64 (*fn)(u64) = width == 1 ? mmio_rd8 : width == 2 ? mmio_rd16 : width == 4 ? mmio_rd32 : width == 8 ? mmio_rd64 : 0;
+    if (!fn) { c->err_text = "width must be 1, 2, 4 or 8"; return E_WIDTH; }
+    guard_fault[c->cpu] = 0;
+    guard_armed[c->cpu] = 1;
+    u64 v = fn(addr);
+    int e = guard_end(c, addr);
+    if (e)
+        return e;
+    o_kv_hex(c->o, "value", v);
+    return 0;
+}
+
+static int h_wr(struct ctx *c) {
+    ARG(addr, "addr", 1, 0, ~0ULL);
+    ARG(width, "width", 0, 4, 8);
+    ARG(value, "value", 1, 0, ~0ULL);
+    void (*fn)(u64, u64) = width == 1 ? mmio_wr8 : width == 2 ? mmio_wr16 : width == 4 ? mmio_wr32 : width == 8 ? mmio_wr64 : 0;
+    if (!fn) { c->err_text = "width must be 1, 2, 4 or 8"; return E_WIDTH; }
+    if (width < 8 && (value >> (8 * width))) { c->err_text = "value"; return E_ARG; }
+    guard_fault[c->cpu] = 0;
+    guard_armed[c->cpu] = 1;
+    fn(addr, value);
+    return guard_end(c, addr);
+}
+
+/* ------------------------------------------------------------------ interrupts */
+static int h_irq_arm(struct ctx *c) {
+    ARG(line, "line", 1, 0, NLINES - 1);
+    ARG(pin, "pin", 0, (u64)line_pin((int)line), NLINES - 1);
+    const char *trig = arg_str(c, "trig");
+    const char *eoi = arg_str(c, "eoi");
+    int level = 0, manual = 0;
+    if (trig && !(level = streq(trig, "level")) && !streq(trig, "edge")) { c->err_text = "trig"; return E_ARG; }
+    if (eoi && !(manual = streq(eoi, "manual")) && !streq(eoi, "auto")) { c->err_text = "eoi"; return E_ARG; }
+    if (line == UART_LINE && manual) { c->err_text = "the console line cannot hold its EOI"; return E_ARG; }
+    line_set_manual_eoi((int)line, manual);
+    line_route((int)line, (int)pin, level, 0);
+    o_kv_hex(c->o, "vector", (u64)line_vector((int)line));
+    o_kv_dec(c->o, "pin", pin);
+    return 0;
+}
+
+static int h_irq_mask(struct ctx *c) {
+    ARG(line, "line", 1, 0, NLINES - 1);
+    line_set_mask((int)line, 1);
+    return 0;
+}
+
+static int h_irq_unmask(struct ctx *c) {
+    ARG(line, "line", 1, 0, NLINES - 1);
+    line_set_mask((int)line, 0);
+    return 0;
+}
+
+static int h_irq_count(struct ctx *c) {
+    ARG(line, "line", 1, 0, NLINES - 1);
+    o_kv_dec(c->o, "count", line_count((int)line));
+    o_kv_hex(c->o, "vector", (u64)line_vector((int)line));
+    o_kv_dec(c->o, "masked", (u64)line_masked((int)line));
+    return 0;
+}
+
+static int h_vec_count(struct ctx *c) {
+    ARG(vector, "vector", 1, 0, 255);
+    o_kv_dec(c->o, "count", vec_counts[c->cpu][vector]);
+    return 0;
+}
+
+static int h_counts_reset(struct ctx *c) {
+    (void)c;
+    for (int cpu = 0; cpu < MAX_CPUS; cpu++)
+        for (int v = 0; v < 256; v++)
+            vec_counts[cpu][v] = 0;
+    return 0;
+}
+
+static int h_eoi(struct ctx *c) {
+    cli();
+    u32 n = eoi_held;
+    eoi_held = 0;
+    for (u32 i = 0; i < n; i++)
+        lapic_eoi();
+    sti();
+    o_kv_dec(c->o, "sent", n);
+    return 0;
+}
+
+/* One IPI at a time, each waited for: back-to-back IPIs to one vector may legally merge. */
+static int h_ipi(struct ctx *c) {
+    ARG(to, "to", 1, 0, MAX_CPUS - 1);
+    ARG(vector, "vector", 1, 0, 255);
+    ARG(n, "n", 0, 1, 100000);
+    if ((int)to >= cpus_online) { c->err_text = "target cpu is not online"; return E_NOCPU; }
+    if (vector < VEC_TEST_MIN || vector > VEC_TEST_MAX) { c->err_text = "vector must be 0x50..0xdf"; return E_ARG; }
+    u64 sent = 0, got = 0;
+    u32 base = vec_counts[to][vector];
+    for (u64 i = 0; i < n; i++) {
+        if (ipi_send(apic_ids[to], 0x4000 | (u32)vector))
+            break;
+        sent++;
+        u64 end = rdtsc() + ms_to_tsc(100);
+        while (vec_counts[to][vector] - base < sent && rdtsc() < end)
+            pause();
+        got = vec_counts[to][vector] - base;
+        if (got < sent)
+            break;
+    }
+    o_kv_dec(c->o, "sent", sent);
+    o_kv_dec(c->o, "received", got);
+    return 0;
+}
+
+/* Mask a line, let the host raise it, wait, unmask, and see whether it arrives. */
+static int h_irq_hold(struct ctx *c);
+
+/* ------------------------------------------------------------------ time */
+static int h_clock(struct ctx *c) {
+    u64 t = rdtsc();
+    o_kv_hex(c->o, "tsc", t);
+    o_kv_dec(c->o, "ns", tsc_to_ns(t - tsc_boot));
+    o_kv_dec(c->o, "cpu", (u64)c->cpu);
+    return 0;
+}
+
+static int h_halt(struct ctx *c) {
+    ARG(ms, "ms", 1, 0, 600000);
+    u64 t0 = rdtsc(), end = t0 + ms_to_tsc(ms), wakeups = 0;
+    for (;;) {
+        cli();
+        u64 now = rdtsc();
+        if (now >= end) {
+            sti();
+            break;
+        }
+        lapic_timer_arm_tsc(end - now);
+        sti_hlt();
+        wakeups++;
+    }
+    o_kv_dec(c->o, "ns", tsc_to_ns(rdtsc() - t0));
+    o_kv_dec(c->o, "wakeups", wakeups);
+    return 0;
+}
+
+static int h_lapic_oneshot(struct ctx *c) {
+    ARG(us, "us", 1, 1, 60000000);
+    int cpu = c->cpu;
+    u64 n = us * lapic_khz / 1000;
+    if (n == 0 || n > 0xFFFFFFFFULL) { c->err_text = "us out of the timer's range"; return E_ARG; }
+    u32 fired0 = timer_fired[cpu];
+    lapic_write(0x320, VEC_TIMER);
+    u64 t0 = rdtsc();
+    lapic_write(0x380, (u32)n);
+    /* poll, not HLT: if the timer never fires we must still answer */
+    u64 end = t0 + ns_to_tsc(us * 2000 + 200000000ULL);
+    while (timer_fired[cpu] == fired0 && rdtsc() < end)
+        pause();
+    u32 fired = timer_fired[cpu] - fired0;
+    o_kv_dec(c->o, "requested_ns", us * 1000);
+    o_kv_dec(c->o, "elapsed_ns", fired ? tsc_to_ns(timer_tsc[cpu] - t0) : 0);
+    o_kv_dec(c->o, "fired", fired);
+    o_kv_dec(c->o, "count", n);
+    return 0;
+}
+
+static void pit_report(struct ctx *c) {
+    o_kv_dec(c->o, "ticks", pit_ticks);
+    o_kv_dec(c->o, "ns", tsc_to_ns(rdtsc() - pit_start_tsc));
+    o_kv_dec(c->o, "hz", pit_hz);
+    o_kv_dec(c->o, "divisor", pit_divisor);
+    o_kv_dec(c->o, "span_ns", pit_ticks > 1 ? tsc_to_ns(pit_last_tsc - pit_first_tsc) : 0);
+    o_kv_dec(c->o, "pin", (u64)pit_line_pin);
+}
+
+static int h_pit_start(struct ctx *c) {
+    ARG(hz, "hz", 0, 1000, 100000);
+    ARG(pin, "pin", 0, (u64)line_pin(0), NLINES - 1);
+    if (pit_start((u32)hz, (int)pin)) { c->err_text = "hz must be 19..100000"; return E_ARG; }
+    pit_report(c);
+    return 0;
+}
+
+static int h_pit_read(struct ctx *c) {
+    pit_report(c);
+    return 0;
+}
+
+static int h_pit_stop(struct ctx *c) {
+    pit_stop();
+    pit_report(c);
+    return 0;
+}
+
+static int h_pit_measure(struct ctx *c) {
+    ARG(hz, "hz", 0, 1000, 100000);
+    ARG(ms, "ms", 1, 1, 600000);
+    ARG(pin, "pin", 0, (u64)line_pin(0), NLINES - 1);
+    if (pit_start((u32)hz, (int)pin)) { c->err_text = "hz must be 19..100000"; return E_ARG; }
+    ARG(poll, "poll", 0, 0, 1);
+    u64 end = pit_start_tsc + ms_to_tsc(ms);
+    if (poll) /* busy: rules out HLT wake-up latency when ticks go missing */
+        while (rdtsc() < end)
+            pause();
+    else
+        WAIT_UNTIL(0, end);
+    u64 stop = rdtsc();
+    pit_stop();
+    u32 ticks = pit_ticks;
+    o_kv_dec(c->o, "ticks", ticks);
+    o_kv_dec(c->o, "ns", tsc_to_ns(stop - pit_start_tsc));
+    o_kv_dec(c->o, "hz", pit_hz);
+    o_kv_dec(c->o, "divisor", pit_divisor);
+    o_kv_dec(c->o, "span_ns", ticks > 1 ? tsc_to_ns(pit_last_tsc - pit_first_tsc) : 0);
+    o_kv_dec(c->o, "pin", (u64)pit_line_pin);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ UART */
+static int h_uart_stats(struct ctx *c) {
+    o_kv_dec(c->o, "rx_bytes", rx_bytes);
+    o_kv_dec(c->o, "rx_irqs", rx_irqs);
+    o_kv_dec(c->o, "overruns", rx_overruns);
+    o_kv_dec(c->o, "dropped", rx_dropped);
+    return 0;
+}
+
+/* 16550 loopback, done atomically (interrupts off, RX interrupt disabled) so the echoed
+ * byte is read here and never reaches the agent's own input. */
+static int h_uart_loopback(struct ctx *c) {
+    ARG(value, "value", 0, 0x5A, 255);
+    cli();
+    u8 ier = inb(COM1 + 1), mcr = inb(COM1 + 4);
+    outb(COM1 + 1, 0);
+    outb(COM1 + 4, (u8)(mcr | 0x10));
+    u8 msr = inb(COM1 + 6);
+    outb(COM1, (u8)value);
+    int got = -1;
+    u8 lsr = 0;
+    for (int i = 0; i < 100000 && got < 0; i++) {
+        lsr = inb(COM1 + 5);
+        if (lsr & 1)
+            got = inb(COM1);
+    }
+    outb(COM1 + 4, mcr);
+    outb(COM1 + 1, ier);
+    sti();
+    if (got < 0) {
+        c->err_text = "no byte came back in loopback mode";
+        return E_TIMEOUT;
+    }
+    o_kv_hex(c->o, "value", (u64)got);
+    o_kv_hex(c->o, "msr", msr);
+    o_kv_hex(c->o, "lsr", lsr);
+    o_kv_hex(c->o, "mcr", mcr);
+    return 0;
+}
+
+static int h_exit(struct ctx *c) {
+    ARG(status, "status", 0, 0, 255);
+    outb(EXIT_PORT, (u8)status);
+    c->err_text = "exit port 0xf4 did not stop the machine";
+    return E_UNSUPPORTED;
+}
+
+static int h_rx_burst(struct ctx *c);
+
+/* ------------------------------------------------------------------ dispatch */
+struct command {
+    const char *name;
+    handler_fn fn;
+    u8 bsp_only; /* talks to the host mid-command or drives BSP-routed lines */
+};
+
+static const struct command commands[] = {
+    {"hello", h_hello, 0},         {"ping", h_ping, 0},           {"cpuid", h_cpuid, 0},           {"in", h_in, 0},
+    {"out", h_out, 0},             {"rd", h_rd, 0},               {"wr", h_wr, 0},
+    {"irq_arm", h_irq_arm, 0},     {"irq_mask", h_irq_mask, 0},   {"irq_unmask", h_irq_unmask, 0},
+    {"irq_count", h_irq_count, 0}, {"vec_count", h_vec_count, 0}, {"counts_reset", h_counts_reset, 0},
+    {"eoi", h_eoi, 1},             {"ipi", h_ipi, 0},             {"irq_hold", h_irq_hold, 1},
+    {"clock", h_clock, 0},         {"halt", h_halt, 0},           {"lapic_oneshot", h_lapic_oneshot, 0},
+    {"pit_start", h_pit_start, 1}, {"pit_read", h_pit_read, 1},   {"pit_stop", h_pit_stop, 1},
+    {"pit_measure", h_pit_measure, 1}, {"uart_stats", h_uart_stats, 1}, {"rx_burst", h_rx_burst, 1},
+    {"uart_loopback", h_uart_loopback, 1}, {"exit", h_exit, 0},
+};
+
+static u8 sum8(const char *s, int n) {
+    u32 sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += (u8)s[i];
+    return (u8)sum;
+}
+
+/* "@@<id> <status>" + body + " *cs\r\n" onto the console */
+static void send_frame(const char *id, const char *status, struct out *body) {
+    struct out o;
+    static const char hex[] = "0123456789abcdef";
+    o.n = 0;
+    o_str(&o, "@@");
+    o_str(&o, id);
+    o_chr(&o, ' ');
+    o_str(&o, status);
+    for (int i = 0; i < body->n; i++)
+        o_chr(&o, body->buf[i]);
+    u8 cs = sum8(o.buf, o.n);
+    o.buf[o.n++] = ' ';
+    o.buf[o.n++] = '*';
+    o.buf[o.n++] = hex[cs >> 4];
+    o.buf[o.n++] = hex[cs & 15];
+    o.buf[o.n++] = '\r';
+    o.buf[o.n++] = '\n';
+    uart_write(o.buf, o.n);
+}
+
+static void send_error(const char *id, int code, const char *text, u64 val, int has_val) {
+    struct out b;
+    b.n = 0;
+    o_chr(&b, ' ');
+    o_dec(&b, (u64)code);
+    o_chr(&b, ' ');
+    o_str(&b, text);
+    if (has_val) {
+        o_chr(&b, ' ');
+        o_hex(&b, val);
+    }
+    send_frame(id, "err", &b);
+}
+
+static const char *error_text(int code) {
+    switch (code) {
+    case E_FRAME: return "bad frame";
+    case E_UNKNOWN: return "unknown command";
+    case E_ARG: return "bad argument";
+    case E_WIDTH: return "unsupported width";
+    case E_FAULT: return "fault on access";
+    case E_TIMEOUT: return "timeout";
+    case E_NOCPU: return "no such cpu";
+    default: return "unsupported";
+    }
+}
+
+/* ------------------------------------------------------------------ cross-CPU mailbox */
+static struct {
+    volatile int pending;
+    volatile int done;
+    const struct command *cmd;
+    struct ctx *c;
+    volatile int rc;
+} mailbox[MAX_CPUS];
+
+static int run_on(int cpu, const struct command *cmd, struct ctx *c) {
+    c->cpu = cpu;
+    if (cpu == 0)
+        return cmd->fn(c);
+    mailbox[cpu].cmd = cmd;
+    mailbox[cpu].c = c;
+    mailbox[cpu].done = 0;
+    mailbox[cpu].pending = 1;
+    if (ipi_send(apic_ids[cpu], 0x4000 | VEC_CALL)) {
+        mailbox[cpu].pending = 0;
+        c->err_text = "IPI to the cpu was not accepted";
+        return E_NOCPU;
+    }
+    /* 30 s plus the command's own duration: a wedged vCPU costs an error, not a hang */
+    u64 ms = 0, us = 0;
+    const char *v = arg_str(c, "ms");
+    if (v)
+        (void)parse_u64(v, &ms);
+    v = arg_str(c, "us");
+    if (v)
+        (void)parse_u64(v, &us);
+    u64 end = rdtsc() + ms_to_tsc(30000 + (ms > 600000 ? 600000 : ms) + 2 * (us > 60000000 ? 60000000 : us) / 1000);
+    while (!mailbox[cpu].done && rdtsc() < end)
+        pause();
+    if (!mailbox[cpu].done) {
+        c->err_text = "cpu did not answer";
+        return E_TIMEOUT;
+    }
+    return mailbox[cpu].rc;
+}
+
+void agent_ap_loop(int cpu) {
+    for (;;) {
+        cli();
+        if (mailbox[cpu].pending) {
+            sti();
+            mailbox[cpu].pending = 0;
+            mailbox[cpu].rc = mailbox[cpu].cmd->fn(mailbox[cpu].c);
+            mailbox[cpu].done = 1;
+            continue;
+        }
+        sti_hlt();
+    }
+}
+
+/* ------------------------------------------------------------------ line handling */
+static char *id_of_current;
+
+static void handle_line(char *line, int len) {
+    int start = -1;
+    for (int i = 0; i + 1 < len; i++)
+        if (line[i] == '@' && line[i + 1] == '>')
+            start = i; /* the last prefix wins: garbage before a request is dropped */
+    if (start < 0)
+        return;
+    char *s = line + start;
+    int n = len - start;
+    int star = -1;
+    for (int i = n - 2; i >= 0; i--)
+        if (s[i] == ' ' && s[i + 1] == '*') {
+            star = i;
+            break;
+        }
+    /* the id: digits after "@>" */
+    int p = 2;
+    while (p < n && s[p] >= '0' && s[p] <= '9')
+        p++;
+    if (p == 2 || p > 11 || p >= n || s[p] != ' ')
+        return; /* no usable id: nothing to answer to */
+    char id[12];
+    memcpy(id, s + 2, (unsigned long)(p - 2));
+    id[p - 2] = 0;
+    if (star < p) {
+        send_error(id, E_FRAME, "missing checksum", 0, 0);
+        return;
+    }
+    u64 want;
+    char cs_text[3] = {0, 0, 0};
+    if (n - star - 2 == 2) {
+        cs_text[0] = s[star + 2];
+        cs_text[1] = s[star + 3];
+    }
+    char hexbuf[5] = {'0', 'x', cs_text[0], cs_text[1], 0};
+    if (!cs_text[0] || parse_u64(hexbuf, &want) || want != sum8(s, star)) {
+        send_error(id, E_FRAME, "bad checksum", 0, 0);
+        return;
+    }
+    /* tokens between the id and the checksum */
+    s[star] = 0;
+    struct req r;
+    r.id = id;
+    r.cmd = 0;
+    r.nargs = 0;
+    char *t = s + p;
+    int cpu = 0;
+    for (;;) {
+        while (*t == ' ')
+            t++;
+        if (!*t)
+            break;
+        char *w = t;
+        while (*t && *t != ' ')
+            t++;
+        if (*t)
+            *t++ = 0;
+        if (!r.cmd) {
+            r.cmd = w;
+            continue;
+        }
+        char *eq = w;
+        while (*eq && *eq != '=')
+            eq++;
+        if (!*eq || eq == w || r.nargs == MAXARGS) {
+            send_error(id, E_ARG, "arguments are key=value", 0, 0);
+            return;
+        }
+        *eq = 0;
+        if (streq(w, "cpu")) {
+            u64 v;
+            if (parse_u64(eq + 1, &v) || v >= MAX_CPUS) {
+                send_error(id, E_NOCPU, "no such cpu", 0, 0);
+                return;
+            }
+            cpu = (int)v;
+            continue;
+        }
+        r.key[r.nargs] = w;
+        r.val[r.nargs] = eq + 1;
+        r.nargs++;
+    }
+    if (!r.cmd) {
+        send_error(id, E_FRAME, "missing command", 0, 0);
+        return;
+    }
+    const struct command *cmd = 0;
+    for (unsigned i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (streq(commands[i].name, r.cmd))
+            cmd = &commands[i];
+    if (!cmd) {
+        send_error(id, E_UNKNOWN, "unknown command", 0, 0);
+        return;
+    }
+    if (cpu >= cpus_online) {
+        send_error(id, E_NOCPU, "cpu is not online", 0, 0);
+        return;
+    }
+    if (cpu != 0 && cmd->bsp_only) {
+        send_error(id, E_ARG, "this command runs on cpu 0 only", 0, 0);
+        return;
+    }
+    struct out body;
+    body.n = 0;
+    struct ctx c = {&r, &body, cpu, 0, 0, 0};
+    id_of_current = id;
+    int rc = run_on(cpu, cmd, &c);
+    id_of_current = 0;
+    if (rc) {
+        send_error(id, rc, c.err_text ? c.err_text : error_text(rc), c.err_val, c.has_err_val);
+        return;
+    }
+    send_frame(id, "ok", &body);
+}
+
+/* interim "go": the guest is ready for the host's part of the test */
+static void send_go(struct out *body) { send_frame(id_of_current, "go", body); }
+
+static int h_rx_burst(struct ctx *c) {
+    ARG(n, "n", 1, 1, 1000000);
+    ARG(ms, "ms", 0, 5000, 600000);
+    struct out g;
+    g.n = 0;
+    u32 irq0 = rx_irqs, ovr0 = rx_overruns, drop0 = rx_dropped;
+    while (rx_available()) /* anything left from before belongs to no one */
+        (void)rx_getc();
+    send_go(&g);
+    u64 end = rdtsc() + ms_to_tsc(ms), got = 0;
+    u32 h = 0x811C9DC5u;
+    while (got < n) {
+        int ch = rx_getc();
+        if (ch < 0) {
+            WAIT_UNTIL(rx_available(), end);
+            if (!rx_available())
+                break;
+            continue;
+        }
+        h = (h ^ (u32)ch) * 0x01000193u;
+        got++;
+    }
+    o_kv_dec(c->o, "bytes", got);
+    o_kv_dec(c->o, "irqs", rx_irqs - irq0);
+    o_kv_hex(c->o, "fnv", h);
+    o_kv_dec(c->o, "overruns", rx_overruns - ovr0);
+    o_kv_dec(c->o, "dropped", rx_dropped - drop0);
+    o_kv_dec(c->o, "timed_out", got < n);
+    return 0;
+}
+
+static int h_irq_hold(struct ctx *c) {
+    ARG(line, "line", 1, 0, NLINES - 1);
+    ARG(ms, "ms", 0, 200, 60000);
+    const char *trig = arg_str(c, "trig");
+    int level = trig ? streq(trig, "level") : 1;
+    line_route((int)line, line_pin((int)line), level, 1);
+    u32 before = line_count((int)line);
+    struct out g;
+    g.n = 0;
+    o_kv_dec(&g, "before", before);
+    send_go(&g);
+    u64 end = rdtsc() + ms_to_tsc(ms);
+    WAIT_UNTIL(0, end);
+    u32 masked = line_count((int)line);
+    line_set_mask((int)line, 0);
+    end = rdtsc() + ms_to_tsc(500);
+    WAIT_UNTIL(line_count((int)line) != masked, end);
+    u32 after = line_count((int)line);
+    line_route((int)line, line_pin((int)line), 0, 0); /* back to the edge default */
+    o_kv_dec(c->o, "before", before);
+    o_kv_dec(c->o, "masked", masked);
+    o_kv_dec(c->o, "after", after);
+    o_kv_hex(c->o, "vector", (u64)line_vector((int)line));
+    return 0;
+}
+
+void agent_banner(void) {
+    struct out b;
+    b.n = 0;
+    o_str(&b, "@@ready proto=1 name=probe");
+    u8 cs = sum8(b.buf, b.n);
+    o_str(&b, " *");
+    static const char hex[] = "0123456789abcdef";
+    o_chr(&b, hex[cs >> 4]);
+    o_chr(&b, hex[cs & 15]);
+    o_str(&b, "\r\n");
+    uart_write(b.buf, b.n);
+}
+
+void agent_loop(void) {
+    static char line[256];
+    int len = 0, overflow = 0;
+    for (;;) {
+        int ch = rx_getc();
+        if (ch < 0) {
+            cli();
+            if (!rx_available())
+                sti_hlt();
+            else
+                sti();
+            continue;
+        }
+        if (ch == '\n' || ch == '\r') {
+            if (len && !overflow)
+                handle_line(line, len);
+            len = 0;
+            overflow = 0;
+            continue;
+        }
+        if (len < (int)sizeof(line) - 1)
+            line[len++] = (char)ch;
+        else
+            overflow = 1;
+    }
+}
