@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   python3 python3-venv python3-dev gcc g++ make cmake binutils
   qemu-system-x86 busybox-static e2fsprogs cpio xz-utils zstd
+  cargo librust-serde-json-dev
 
 )
 
@@ -27,6 +28,9 @@ for pkg in "${missing[@]}"; do
     python3-venv) python3 -c "import ensurepip, venv" >/dev/null 2>&1 || still_missing+=("$pkg") ;;
     python3-dev) python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'))" \
                    >/dev/null 2>&1 || still_missing+=("$pkg") ;;
+    # A crate source, not a command: microkernelia builds against /usr/share/cargo/registry.
+    librust-serde-json-dev) [ -d /usr/share/cargo/registry ] && ls /usr/share/cargo/registry | grep -q '^serde_json-' \
+                   || still_missing+=("$pkg") ;;
     *) command -v "${provides[$pkg]:-$pkg}" >/dev/null 2>&1 || still_missing+=("$pkg") ;;
   esac
 done

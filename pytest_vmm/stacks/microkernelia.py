@@ -1,12 +1,18 @@
-"""Stack ``microkernelia``: the Rust no_std unikernel serving MCP over virtio-vsock, on god."""
+"""Stack ``microkernelia``: the Rust no_std unikernel serving MCP over virtio-vsock, on god.
+
+The model disk (``model.img``, virtio-blk) is attached read-only; QEMU's virtio-mmio is asked
+for virtio 1.x (the guest drives virtio-mmio version 2 only). The agent answers hello, ping,
+in, out, rd, wr, clock and exit (no interrupts or timers yet: no irq/timer capability).
+"""
 
 from __future__ import annotations
 
 from pytest_vmm.host import HostInfo
-from pytest_vmm.stack import BootSpec, BuiltImage, Stack, VsockSpec
-from pytest_vmm.stacks._common import COMMON_FAIL_PATTERNS, guest_recipe, needs_tool
+from pytest_vmm.stack import BootSpec, BuiltImage, Disk, Stack, VsockSpec
+from pytest_vmm.stacks._common import COMMON_FAIL_PATTERNS, agent_channel, guest_recipe, needs_tool
 
 READY = rb"microkernelia: mcp ready"
+MCP_PORT = 5000
 
 
 def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
@@ -15,20 +21,23 @@ def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
         kernel_format="pvh",
         mem_mib=128,
         cpus=1,
+        disks=[Disk(image.file("model.img"), read_only=True)],
         vsock=VsockSpec(guest_cid=3),
         ready=READY,
         fail_patterns=list(COMMON_FAIL_PATTERNS),
         boot_timeout_s=30.0,
+        hypervisor_args={"qemu": ["-global", "virtio-mmio.force-legacy=false"]},
     )
 
 
 stack = Stack(
     name="microkernelia",
     description="Rust no_std unikernel serving MCP over virtio-vsock (seed 002)",
-    recipe=guest_recipe("microkernelia", needs_tool("cargo", "cargo")),
+    recipe=guest_recipe("microkernelia", needs_tool("cargo", "cargo"), version="2"),
     boot=boot,
     default_hypervisor="god",
     hypervisors=("god", "qemu"),
-    capabilities=frozenset({"serial", "mcp", "vsock"}),
+    capabilities=frozenset({"serial", "agent", "mcp", "vsock"}),
+    channels={"agent": agent_channel},
     needs_from_hypervisor=frozenset({"vsock"}),
 )

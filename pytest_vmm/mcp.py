@@ -1,0 +1,258 @@
+"""MCP host client: length-prefixed JSON-RPC 2.0 over a connected stream socket.
+
+Framing (microkernelia, docs/microkernelia.md): u32 big-endian length + that many bytes of
+UTF-8 JSON; bodies above 1 MiB are refused by the guest (error reply, then close). The socket
+comes from :mod:`pytest_vmm.vsock` (hybrid Unix socket with ``CONNECT <port>``, or AF_VSOCK).
+
+Command line, like the seed's mcp-cli::
+
+    python -m pytest_vmm.mcp initialize --uds /tmp/vm/vsock.sock --port 5000
+    python -m pytest_vmm.mcp tools --uds PATH
+    python -m pytest_vmm.mcp call infer '{"prompt": "hello"}' --uds PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+MAX_FRAME = 1 << 20
+MCP_PORT = 5000
+PROTOCOL_VERSION = "2025-11-25"
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+
+class McpError(Exception):
+    """A JSON-RPC error reply."""
+
+    def __init__(self, code: int, message: str, data: Any = None, reply: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}" + (f" ({data})" if data is not None else ""))
+        self.code, self.message, self.data, self.reply = code, message, data, reply
+
+
+class ConnectionClosed(ConnectionError):
+    """The guest closed the connection (EOF) where a frame was expected."""
+
+
+def encode_frame(body: bytes | str | dict[str, Any] | list[Any]) -> bytes:
+    """Length prefix + body; dicts/lists are JSON-encoded. No size check: tests send hostile frames."""
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body, separators=(",", ":"))
+    if isinstance(body, str):
+        body = body.encode()
+    return struct.pack(">I", len(body)) + body
+
+
+class FrameReader:
+    """Incremental decoder for replies (same rules as the guest: length cap, partial input)."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.buf = bytearray()
+        self.max_frame = max_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buf += data
+        frames = []
+        while len(self.buf) >= 4:
+            (n,) = struct.unpack(">I", self.buf[:4])
+            if n > self.max_frame:
+                raise ValueError(f"reply frame of {n} bytes is above {self.max_frame}")
+            if len(self.buf) < 4 + n:
+                break
+            frames.append(bytes(self.buf[4:4 + n]))
+            del self.buf[:4 + n]
+        return frames
+
+
+class McpClient:
+    """JSON-RPC client over one connected socket (several clients may share a guest)."""
+
+    def __init__(self, sock: socket.socket, timeout: float = 30.0) -> None:
+        self.sock = sock
+        self.timeout = timeout
+        self.reader = FrameReader()
+        self.pending: list[bytes] = []
+        self._ids = itertools.count(1)
+        self.server_info: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ raw frames
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send_frame(self, body: bytes | str | dict[str, Any] | list[Any]) -> None:
+        self.sock.sendall(encode_frame(body))
+
+    def recv_frame(self, timeout: float | None = None) -> bytes:
+        """The next reply body; ConnectionClosed on EOF, TimeoutError when nothing comes."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no MCP frame within {self.timeout if timeout is None else timeout:.1f} s")
+            ready, _, _ = select.select([self.sock], [], [], left)
+            if not ready:
+                continue
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionClosed("the guest closed the MCP connection")
+            self.pending.extend(self.reader.feed(data))
+        return self.pending.pop(0)
+
+    def recv_json(self, timeout: float | None = None) -> dict[str, Any]:
+        return json.loads(self.recv_frame(timeout))  # type: ignore[no-any-return]
+
+    def expect_silence(self, seconds: float) -> bytes | None:
+        """A frame if one arrives within ``seconds`` (None: silence, as for notifications)."""
+        try:
+            return self.recv_frame(seconds)
+        except TimeoutError:
+            return None
+
+    def is_closed(self, timeout: float = 5.0) -> bool:
+        """True once the guest closed the connection (EOF) within ``timeout``; frames are skipped."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.recv_frame(deadline - time.monotonic())
+            except ConnectionClosed:
+                return True
+            except (TimeoutError, ConnectionResetError):
+                return isinstance(sys.exc_info()[1], ConnectionResetError)
+        return False
+
+    # ------------------------------------------------------------------ JSON-RPC
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def request_raw(self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Send a request and return the whole reply (result or error)."""
+        req_id = self.next_id()
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": req_id, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send_frame(msg)
+        reply = self.recv_json(timeout)
+        if reply.get("id") != req_id:
+            raise McpError(INTERNAL_ERROR, f"reply id {reply.get('id')!r} does not match request {req_id}", reply=reply)
+        return reply
+
+    def request(self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        reply = self.request_raw(method, params, timeout)
+        if "error" in reply:
+            err = reply["error"]
+            raise McpError(err.get("code", 0), err.get("message", ""), err.get("data"), reply)
+        return reply["result"]
+
+    def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send_frame(msg)
+
+    def initialize(self, version: str = PROTOCOL_VERSION) -> dict[str, Any]:
+        result = self.request("initialize", {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "pytest-vmm", "version": "1"},
+        })
+        self.server_info = result
+        self.notify("notifications/initialized")
+        return result  # type: ignore[no-any-return]
+
+    def ping(self) -> Any:
+        return self.request("ping")
+
+    def list_tools(self) -> list[dict[str, Any]]:
+        return self.request("tools/list")["tools"]  # type: ignore[no-any-return]
+
+    def call_tool(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The tools/call result (check ``isError``); McpError for protocol errors."""
+        return self.request("tools/call", {"name": name, "arguments": arguments or {}})  # type: ignore[no-any-return]
+
+    def health(self) -> dict[str, Any]:
+        result = self.call_tool("health")
+        if result.get("isError"):
+            raise McpError(INTERNAL_ERROR, f"health failed: {result}")
+        return result["structuredContent"]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> McpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(target: str | os.PathLike[str] | int, port: int = MCP_PORT, timeout: float = 10.0) -> McpClient:
+    """An MCP client on a new vsock connection (hybrid socket path, or CID for AF_VSOCK)."""
+    from pytest_vmm import vsock
+
+    return McpClient(vsock.connect(target, port, timeout=timeout))
+
+
+def machine_socket(machine: Any) -> str:
+    """The hybrid vsock socket of a booted machine (BootSpec.vsock in its run dir)."""
+    spec = machine.spec.vsock
+    if spec is None:
+        raise LookupError(f"{machine.target_id} has no vsock device")
+    return str(machine.run_dir / spec.socket_name)
+
+
+def connect_machine(machine: Any, port: int = MCP_PORT, timeout: float = 10.0) -> McpClient:
+    return connect(machine_socket(machine), port, timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pytest_vmm.mcp", description="MCP client over vsock")
+    ap.add_argument("command", choices=["initialize", "tools", "call", "ping"])
+    ap.add_argument("tool", nargs="?", help="tool name (call)")
+    ap.add_argument("args", nargs="?", default="{}", help="tool arguments as JSON (call)")
+    ap.add_argument("--uds", help="hybrid vsock Unix socket (Firecracker style)")
+    ap.add_argument("--cid", type=int, help="guest CID (AF_VSOCK) instead of --uds")
+    ap.add_argument("--port", type=int, default=MCP_PORT)
+    ap.add_argument("--timeout", type=float, default=10.0)
+    a = ap.parse_args(argv)
+    target: str | int | None = a.uds if a.uds else a.cid
+    if target is None:
+        ap.error("give --uds PATH or --cid N")
+    with connect(target, a.port, a.timeout) as client:
+        try:
+            if a.command == "initialize":
+                out: Any = client.initialize()
+            elif a.command == "ping":
+                out = client.ping()
+            elif a.command == "tools":
+                client.initialize()
+                out = client.list_tools()
+            else:
+                if not a.tool:
+                    ap.error("call needs a tool name")
+                client.initialize()
+                out = client.call_tool(a.tool, json.loads(a.args))
+        except McpError as e:
+            print(json.dumps(e.reply or {"error": str(e)}, indent=2))
+            return 1
+    print(json.dumps(out, indent=2))
+    return 1 if isinstance(out, dict) and out.get("isError") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Hypothesis strategies for conformance fuzzing (``pytest_vmm.strategies.mcp`` for MCP frames)."""
