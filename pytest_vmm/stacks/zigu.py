@@ -39,6 +39,7 @@ stack = Stack(
     boot=boot,
     default_hypervisor=default_hypervisor,
     hypervisors=("qemu", "god", "firecracker"),
-    capabilities=frozenset({"serial", "abi"}),
+    # The agent (guests/zigu/kernel/agent.zig) runs beside the @abi channel on one vCPU: no "smp".
+    capabilities=frozenset({"serial", "abi", "agent", "mmio", "irq", "timer"}),
     channels={"agent": agent_channel},
 )

@@ -70,7 +70,7 @@ extern "C" {
 #define UK_SYS_SV_RESET              66  /* (workload) -> 0: start a fresh workload context */
 #define UK_SYS_SV_EXIT               67  /* (status) -> does not return */
 #define UK_SYS_SV_STATS              68  /* (which) -> counter */
-#define UK_SYS_SV_AGENT              69  /* (op, a, b, c) -> value: agent protocol primitives */
+#define UK_SYS_SV_AGENT              69  /* (op, a, b, c, out) -> value: agent protocol primitives */
 #define UK_WL_DEFAULT                0
 #define UK_WL_TRUSTED                1
 #define UK_WL_MINIMAL                2

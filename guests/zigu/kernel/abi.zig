@@ -75,7 +75,7 @@ pub const uk = struct {
     pub const SYS_SV_RESET = 66; // (workload) -> 0: start a fresh workload context
     pub const SYS_SV_EXIT = 67; // (status) -> does not return
     pub const SYS_SV_STATS = 68; // (which) -> counter
-    pub const SYS_SV_AGENT = 69; // (op, a, b, c) -> value: agent protocol primitives
+    pub const SYS_SV_AGENT = 69; // (op, a, b, c, out) -> value: agent protocol primitives (main.zig AG_*)
 
     // ---- workloads and their acquire policies ----
     pub const WL_DEFAULT = 0;

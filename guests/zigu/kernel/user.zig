@@ -11,8 +11,12 @@
 //! Pointer arguments accept `u+N` (workload scratch memory + N), `k` (a kernel address) or a
 //! raw number, so every pointer rule can be exercised from the host.
 //!
+//! Lines carrying `@>` are agent-protocol requests (docs/agent-protocol.md), answered by
+//! agent.zig; the ready banner `@@ready proto=1 name=zigu *cs` follows the `zigu: ready` line.
+//!
 //! Nothing here may touch ports or kernel data: it only uses its own `.user` buffers and
-//! syscalls. (The ABI rejects pointers outside `.user`.)
+//! syscalls (the agent's privileged work is supervisor call 69). (The ABI rejects pointers
+//! outside `.user`.)
 const abi = @import("abi.zig");
 const agent = @import("agent.zig");
 const uk = abi.uk;
@@ -464,6 +468,7 @@ pub fn user_main() callconv(.c) noreturn {
     emitHexU(@intFromPtr(&scratch));
     emit("\n");
     flush();
+    agent.banner(); // the agent protocol's ready banner: requests are read from here on
     while (true) {
         const n = sys(uk.SYS_SV_CONSOLE_READ, @intFromPtr(&inbuf), inbuf.len, 0, 0, 0);
         if (n <= 0) continue;
