@@ -287,6 +287,7 @@ def shared_machine(request: pytest.FixtureRequest, vmm_stack: Target, _vmm_pool:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    _unsupported_is_a_skip(item, call, report)
     item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
     already_shown = call.excinfo is not None and isinstance(call.excinfo.value, MachineError)
     if report.failed and not already_shown:
@@ -299,6 +300,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             else:
                 report.sections.append((f"vmm console tail: {machine.target_id}", section))
     return report
+
+
+def _unsupported_is_a_skip(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """A guest agent answering ``err 8`` (UNSUPPORTED) skips the check, naming what it lacks:
+    the guest said it cannot do that here, which is a limit, not a failure."""
+    from pytest_vmm.agent.client import AgentError
+    from pytest_vmm.agent.protocol import ErrorCode
+
+    if call.excinfo is None or not report.failed or report.when != "call":
+        return
+    error = call.excinfo.value
+    if isinstance(error, AgentError) and error.code == ErrorCode.UNSUPPORTED:
+        path, line, _ = item.reportinfo()
+        report.outcome = "skipped"
+        report.longrepr = (str(path), (line or 0) + 1,
+                           f"Skipped: the guest agent does not support this: {error.text} [{error.request}]")
 
 
 class MatrixReporter:

@@ -184,3 +184,20 @@ def test_companion_that_dies_is_a_clear_launch_error(fake_project) -> None:
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*LaunchError: backend exited with 4 before creating */backend.sock; "
                                  "its log: backend: bad config*"])
+
+
+def test_agent_unsupported_answer_skips_the_check(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile("""
+        from pytest_vmm.agent.client import AgentError
+        from pytest_vmm.agent.protocol import ErrorCode
+
+        def test_needs_smp(machine):
+            raise AgentError(ErrorCode.UNSUPPORTED, "no second vCPU", "@>3 ipi to=1 *00")
+
+        def test_other_agent_errors_still_fail(machine):
+            raise AgentError(ErrorCode.FAULT, "page fault", "@>4 rd addr=0 *00")
+    """)
+    result = pytester.runpytest("--vmm=fake", "-rs")
+    result.assert_outcomes(skipped=1, failed=1)
+    result.stdout.fnmatch_lines(["SKIPPED*the guest agent does not support this: no second vCPU*"])
