@@ -19,6 +19,8 @@ class God(Hypervisor):
     name = "god"
     description = "god: this project's Python KVM VMM (guests/god)"
     accels = ("kvm",)
+    # god's own virtio-mmio devices (guests/god/src/god/virtio, docs/virtio.md).
+    provides = frozenset({"vsock", "blk"})
 
     def problem(self, host: HostInfo) -> str:
         if not host.python_module("god"):
@@ -38,8 +40,15 @@ class God(Hypervisor):
             argv += ["--initrd", str(spec.initrd)]
         if spec.cmdline:
             argv += ["--append", spec.cmdline]
+        for disk in spec.disks:
+            argv += ["--disk", f"{disk.path},ro" if disk.read_only else str(disk.path)]
+        sockets = []
+        if spec.vsock is not None:
+            uds = run_dir / spec.vsock.socket_name
+            argv += ["--vsock-uds", str(uds), "--vsock-cid", str(spec.vsock.guest_cid)]
+            sockets.append(uds)
         argv += spec.hypervisor_args.get(self.name, [])
-        return LaunchPlan(argv=argv, env={"PYTHONUNBUFFERED": "1"})
+        return LaunchPlan(argv=argv, env={"PYTHONUNBUFFERED": "1"}, sockets=sockets)
 
     def request_stop(self, machine: Machine) -> bool:
         # god treats SIGTERM as an orderly stop (vCPUs kicked out, fds closed).

@@ -85,7 +85,12 @@ def echo_guest(elf):
     d = vguest.short_run_dir()
     uds = d / "v.sock"
     hello = hv.listen(uds, 1234)     # before boot: the guest dials it at startup
-    g = vguest.Guest(vguest.god_argv(elf, uds, cid=7, append="hello_port=1234"), d, uds)
+    try:
+        g = vguest.Guest(vguest.god_argv(elf, uds, cid=7, append="hello_port=1234"), d, uds)
+    except BaseException:
+        hello.close()
+        shutil.rmtree(d, ignore_errors=True)
+        raise
     try:
         g.wait_for("VGUEST READY", 60)
         g.hello = hello  # type: ignore[attr-defined]
@@ -155,3 +160,32 @@ def test_vsock_orderly_shutdown_from_host(echo_guest):
 def test_god_uses_ioeventfd_for_notifications(echo_guest):
     err = echo_guest.err_log.read_text()
     assert "no ioeventfd" not in err, err
+
+
+def test_vsock_back_pressure_end_to_end(echo_guest):
+    """The host sends 3 MiB and reads nothing for a while: the device's host-bound buffer
+    fills, the guest runs out of credit and holds its echoes, the device stops reading the
+    host socket, and the sender blocks. Then the host reads: every byte comes back in order."""
+    import threading
+    import time
+    blob = random.Random(77).randbytes(3 << 20)
+    with hv.connect(echo_guest.uds, 1024, timeout=20) as s:
+        sender = threading.Thread(target=s.sendall, args=(blob,), daemon=True)
+        sender.start()
+        time.sleep(1.0)
+        assert sender.is_alive(), "3 MiB went through with nobody reading: no back-pressure"
+        back = hv.recv_exact(s, len(blob))
+        sender.join(10)
+    assert hashlib.sha256(back).digest() == hashlib.sha256(blob).digest()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--vsock-uds", "{d}/v.sock", "--vsock-cid", "2"], "must be 3.."),
+    (["--disk", "{d}/missing.img"], "No such file"),
+    (["--disk", "{d}/x.img,bogus"], "expected PATH[,ro]"),
+])
+def test_god_rejects_bad_device_flags(elf, run_dir, args, message):
+    argv = vguest.god_argv(elf, None) + [a.format(d=run_dir) for a in args]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 4 and message in p.stderr, p.stderr
+    assert not (run_dir / "v.sock").exists()

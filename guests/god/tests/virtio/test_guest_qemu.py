@@ -36,14 +36,15 @@ def qemu_argv(elf, vu_sock, append: str, mem: int = 32, accel: str = "kvm") -> l
 
 def start_backend(run_dir, uds, cid: int) -> subprocess.Popen:
     vu = run_dir / "vu.sock"
-    log = (run_dir / "backend.log").open("wb")
-    p = subprocess.Popen([sys.executable, "-m", "god.vhost_user", "--socket", str(vu),
-                          "--vsock-uds", str(uds), "--guest-cid", str(cid)],
-                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with (run_dir / "backend.log").open("wb") as log:
+        p = subprocess.Popen([sys.executable, "-m", "god.vhost_user", "--socket", str(vu),
+                              "--vsock-uds", str(uds), "--guest-cid", str(cid)],
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 15
     while not vu.exists():
         if p.poll() is not None or time.monotonic() > deadline:
             p.kill()
+            p.wait()
             raise AssertionError((run_dir / "backend.log").read_text())
         time.sleep(0.02)
     return p
@@ -70,18 +71,22 @@ def qemu_guest(tmp_path_factory):
     elf = vguest.build(tmp_path_factory.mktemp("vguest-q"))
     d = vguest.short_run_dir()
     uds = d / "v.sock"
-    hello = hv.listen(uds, 1234)
-    backend = start_backend(d, uds, 11)
-    g = vguest.Guest(qemu_argv(elf, d / "vu.sock", "hello_port=1234"), d, uds)
+    hello = backend = g = None
     try:
+        hello = hv.listen(uds, 1234)
+        backend = start_backend(d, uds, 11)
+        g = vguest.Guest(qemu_argv(elf, d / "vu.sock", "hello_port=1234"), d, uds)
         g.wait_for("VGUEST READY", 60)
         g.hello = hello  # type: ignore[attr-defined]
         g.backend = backend  # type: ignore[attr-defined]
         yield g
     finally:
-        g.stop()
-        stop(backend)
-        hello.close()
+        if g is not None:
+            g.stop()
+        if backend is not None:
+            stop(backend)
+        if hello is not None:
+            hello.close()
         shutil.rmtree(d, ignore_errors=True)
     assert backend.returncode == 0, "back-end did not exit cleanly on SIGTERM"
     assert not uds.exists()

@@ -71,6 +71,9 @@ class SharedMemory:
     def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None:
         self.view(gpa, len(data))[:] = data
 
+    def fill(self, gpa: int, length: int, byte: int = 0) -> None:
+        self.view(gpa, length)[:] = bytes([byte]) * length
+
     def read_int(self, gpa: int, size: int) -> int:
         return int.from_bytes(self.view(gpa, size), "little")
 

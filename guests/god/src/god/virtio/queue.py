@@ -25,7 +25,6 @@ MAX_QUEUE_SIZE = 32768  # the split-ring limit (queue size is a 16-bit power of 
 
 _DESC = struct.Struct("<QIHH")  # addr, len, flags, next
 _USED_ELEM = struct.Struct("<II")
-_U16 = struct.Struct("<H")
 
 
 class Memory(Protocol):
@@ -147,16 +146,24 @@ class Virtqueue:
         self._desc_view = mem.view(desc, 16 * size)
         self._avail_view = mem.view(avail, 4 + 2 * size)
         self._used_view = mem.view(used, 4 + 8 * size)
+        # The indices and flags the driver changes under us must be read and written as
+        # single 16-bit accesses: struct's little-endian codecs go byte by byte, and a torn
+        # index (0x01ff -> 0x0200 read as 0x02ff) makes either side see buffers that are
+        # not there. A memoryview cast to "H" accesses each element with one 16-bit move.
+        self._avail16 = self._avail_view.cast("H")   # [0] flags, [1] idx, [2 + i] ring
+        self._used16 = self._used_view.cast("H")     # [0] flags, [1] idx
 
     # --- available side -------------------------------------------------------------------
     def avail_idx(self) -> int:
-        return _U16.unpack_from(self._avail_view, 2)[0]
+        return self._avail16[1]
 
     def pending(self) -> int:
         """How many chains the driver has made available that we have not popped."""
         n = (self.avail_idx() - self.last_avail) & 0xFFFF
         if n > self.size:
-            raise QueueError(f"available index moved by {n}, more than the queue size {self.size}")
+            raise QueueError(f"available index moved by {n}, more than the queue size {self.size} "
+                             f"(avail.idx {self.avail_idx()}, last seen {self.last_avail}, "
+                             f"used.idx {self.used_idx})")
         return n
 
     def pop(self) -> Chain | None:
@@ -164,7 +171,7 @@ class Virtqueue:
         if self.pending() == 0:
             return None
         slot = self.last_avail % self.size
-        head = _U16.unpack_from(self._avail_view, 4 + 2 * slot)[0]
+        head = self._avail16[2 + slot]
         chain = self._walk(head)
         self.last_avail = (self.last_avail + 1) & 0xFFFF
         return chain
@@ -228,14 +235,14 @@ class Virtqueue:
         slot = self.used_idx % self.size
         _USED_ELEM.pack_into(self._used_view, 4 + 8 * slot, head, written)
         # x86 stores are not reordered with other stores, so the element is visible before
-        # the index that publishes it.
+        # the index that publishes it (one 16-bit store, never torn).
         self.used_idx = (self.used_idx + 1) & 0xFFFF
-        _U16.pack_into(self._used_view, 2, self.used_idx)
+        self._used16[1] = self.used_idx
 
     def set_notify(self, enabled: bool) -> None:
         """VRING_USED_F_NO_NOTIFY: tell the driver whether we need its notifications. A
         device that polls anyway (e.g. while it has buffers) saves the guest an exit."""
-        _U16.pack_into(self._used_view, 0, 0 if enabled else VRING_USED_F_NO_NOTIFY)
+        self._used16[0] = 0 if enabled else VRING_USED_F_NO_NOTIFY
 
     def wants_interrupt(self) -> bool:
-        return not _U16.unpack_from(self._avail_view, 0)[0] & VRING_AVAIL_F_NO_INTERRUPT
+        return not self._avail16[0] & VRING_AVAIL_F_NO_INTERRUPT

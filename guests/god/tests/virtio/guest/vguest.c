@@ -3,10 +3,13 @@
    vsock echo service and optionally one guest-initiated connection.
 
    All of it runs in ring 0, which PVM emulates at ~0.6 us per instruction, so it is built
-   for few instructions: no interrupts (the device is polled, VRING_AVAIL_F_NO_INTERRUPT
-   set), no copies (an echoed packet goes back out from the receive buffer it came in),
-   32-bit protected mode with paging off (PVH entry state, nothing to set up).
-   Command line: echo_port=N (default 1024) hello_port=N (connect to the host) blk_seed=N. */
+   for few instructions: rings are polled while there is work (VRING_AVAIL_F_NO_INTERRUPT
+   set) and the guest halts when idle (see idle()), no copies (an echoed packet goes back
+   out from the receive buffer it came in), 32-bit protected mode with paging off (PVH
+   entry state, nothing to set up). It checks itself: a receive buffer posted twice or
+   returned unposted prints "VGUEST BUG" and exits with status 9.
+   Command line: echo_port=N (default 1024) hello_port=N (connect to the host) blk_seed=N
+   idle_spins=N (idle loop passes before halting, default 0) spin=1 (never halt). */
 typedef unsigned char u8; typedef unsigned short u16; typedef unsigned int u32;
 typedef unsigned long long u64;
 
@@ -228,6 +231,8 @@ static u8 rxbuf[NRX][RXSZ] __attribute__((aligned(16)));
 struct ctlbuf { struct hdr h; char data[20]; };   /* a header and a short payload */
 static struct ctlbuf ctl[NCTL];
 static u8 ctl_busy[NCTL];
+static u8 rx_posted[NRX];            /* self-check: a buffer is never posted twice */
+static void rx_post_checked(u32 id);
 static u8 rxq_mem[VQ_MEM(RXQN)] __attribute__((aligned(4096)));
 static u8 txq_mem[VQ_MEM(TXQN)] __attribute__((aligned(4096)));
 static struct vq rxq, txq;
@@ -265,7 +270,7 @@ static struct hdr *ctl_get(void) {
         for (int i = 0; i < NCTL; i++) if (!ctl_busy[i]) { ctl_busy[i] = 1; return &ctl[i].h; }
         u32 id, l;                      /* all in flight: reclaim (the device is fast) */
         vq_kick(&txq);
-        while (vq_used(&txq, &id, &l)) { if (id >= NRX) ctl_busy[id - NRX] = 0; else { vq_post(&rxq, (u16)id); rx_added = 1; } }
+        while (vq_used(&txq, &id, &l)) { if (id >= NRX) ctl_busy[id - NRX] = 0; else rx_post_checked(id); }
     }
 }
 static void send_ctl(u32 lport, u32 pport, u16 op, u32 flags, struct conn *c, const char *data) {
@@ -276,7 +281,12 @@ static void send_ctl(u32 lport, u32 pport, u16 op, u32 flags, struct conn *c, co
     fill(h, lport, pport, op, n, flags, c);
     tx_post((u16)(NRX + (cb - ctl)), h, sizeof *h + n);
 }
-static void rx_repost(u32 id) { vq_post(&rxq, (u16)id); rx_added = 1; }
+static void rx_post_checked(u32 id) {
+    if (id >= NRX || rx_posted[id]) { puts("VGUEST BUG: receive buffer "); putu(id); puts(" posted twice\n"); exit_guest(9); }
+    rx_posted[id] = 1;
+    vq_post(&rxq, (u16)id); rx_added = 1;
+}
+static void rx_repost(u32 id) { rx_post_checked(id); }
 
 /* Try to echo rx buffer id back on its connection; 0 if it must wait for credit. */
 static int echo(u32 id) {
@@ -365,7 +375,7 @@ static void vsock_run(u32 b, u32 irq) {
     R32(b + 0x70) = 0xf;
     for (u32 i = 0; i < NRX; i++) {
         rxq.desc[i] = (struct desc){ (u32)rxbuf[i], RXSZ, 2, 0 };
-        vq_post(&rxq, (u16)i);
+        rx_post_checked(i);
     }
     vq_kick(&rxq);
     echo_port = param("echo_port", 1024);
@@ -380,7 +390,7 @@ static void vsock_run(u32 b, u32 irq) {
     if (irq < 16 && !param("spin", 0)) irq_setup((int)irq);
     puts(irq_ready ? "VSOCK idle=hlt\n" : "VSOCK idle=spin\n");
     puts("VGUEST READY\n");
-    u32 spins = 0;
+    u32 spins = 0, idle_spins = param("idle_spins", 0);
     for (;;) {
         u32 id, len;
         tx_added = rx_added = 0;
@@ -388,7 +398,11 @@ static void vsock_run(u32 b, u32 irq) {
             if (id >= NRX) ctl_busy[id - NRX] = 0;
             else rx_repost(id);        /* an echoed receive buffer is free again */
         }
-        while (vq_used(&rxq, &id, &len)) on_rx(id);
+        while (vq_used(&rxq, &id, &len)) {
+            if (id >= NRX || !rx_posted[id]) { puts("VGUEST BUG: device returned receive buffer "); putu(id); puts("\n"); exit_guest(9); }
+            rx_posted[id] = 0;
+            on_rx(id);
+        }
         if (pend_n) {                  /* credit may have arrived */
             u32 k = 0;
             while (k < pend_n && echo(pend[k])) k++;
@@ -399,7 +413,7 @@ static void vsock_run(u32 b, u32 irq) {
         if (tx_added) vq_kick(&txq);
         if (rx_added) vq_kick(&rxq);
         if (tx_added || rx_added || pend_n) spins = 0;
-        else if (irq_ready && ++spins > 32) { idle(b); spins = 0; }
+        else if (irq_ready && ++spins > idle_spins) { idle(b); spins = 0; }
         else __asm__ volatile("pause");
     }
 }
