@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Quick start, command 2: the project's own tests (plugin, god, guests). CI runs this.
+# Quick start, command 2: the project's own tests (plugin, god, guests) and the conformance
+# suites on every stack (plus god@qemu, so god is compared with QEMU). CI runs this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -p no:cacheprovider --vmm=all,god@qemu -rs "$@"
