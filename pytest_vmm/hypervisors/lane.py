@@ -1,0 +1,319 @@
+"""``god-svm``: god over the real kvm_amd, inside a QEMU TCG guest (the SVM lane).
+
+KVM on our machines (and on most CI runners) is PVM or absent, and PVM differs from hardware
+KVM in ways a VMM can see. QEMU's TCG emulates AMD SVM with nested paging well enough for the
+upstream ``kvm_amd`` module of Debian's kernel to run inside a TCG guest. This hypervisor
+boots that guest (the lane image, guests/lane) and, inside it, runs
+``python -m god run KERNEL ...`` exactly as the ``god`` hypervisor would on the host:
+
+    host pexpect <-pty-> QEMU -serial stdio <-> lane ttyS0 <-> god --serial stdio <-> guest UART
+
+so ``--vmm=god@god-svm`` runs every suite that runs on ``god``, over real KVM semantics.
+The guest kernel, its initrd and the god command line travel in a small per-boot initramfs
+appended to the lane image (Linux unpacks concatenated cpio archives in order). The lane's
+/init turns god's exit status into QEMU's (an odd exit-port status maps back exactly), so
+``machine.wait_exit`` sees what it would see with ``god`` on the host.
+
+Accelerators: ``tcg`` (the lane: any x86-64 host with QEMU), or ``kvm`` on a host whose KVM
+is hardware SVM with nested virtualization (the lane then runs at near-native speed). VMX is
+not emulated by TCG, so there is no Intel twin. See docs/lane.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from pytest_vmm.artifacts import COMPLETE_MARKER, DEFAULT_CACHE_ROOT, ArtifactCache
+from pytest_vmm.host import HostInfo
+from pytest_vmm.hypervisor import Accel, LaunchPlan
+from pytest_vmm.hypervisors.qemu import EXIT_PORT_DEVICE, QEMU_BINARY, Qemu
+from pytest_vmm.stack import BootSpec, BuiltImage, ImageRecipe
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LANE_DIR = REPO_ROOT / "guests" / "lane"
+GOD_DIR = REPO_ROOT / "guests" / "god"
+GUEST_PYTHON = "/usr/bin/python3.11"
+# Lane RAM on top of what god gives its guest: the unpacked lane (~21 MB), Python and god.
+LANE_OVERHEAD_MIB = 384
+# Kernel command line of the lane: quiet (the console is the test's console), no TSC
+# calibration under load (tsc_early_khz, PLATFORM.md), a panic ends QEMU at once.
+LANE_CMDLINE = "console=ttyS0 quiet loglevel=2 tsc=reliable panic=-1 8250.nr_uarts=1"
+
+
+def lane_recipe() -> ImageRecipe:
+    """The lane image (kernel + lane.cpio.gz) through the plugin's build cache.
+
+    Inputs: guests/lane, god's sources (shipped into it) and guests/linux (the unpacker).
+    """
+    return ImageRecipe(
+        name="lane",
+        sources=LANE_DIR,
+        command=(sys.executable, str(LANE_DIR / "build.py"), "--out", "{out}", "--no-tests"),
+        version="1",
+        extra_inputs=(GOD_DIR / "src" / "god", REPO_ROOT / "guests" / "linux"),
+    )
+
+
+def lane_tests_recipe() -> ImageRecipe:
+    """tests.cpio.gz: god's own test suite, pytest and the prebuilt test guests (lane_replay)."""
+    return ImageRecipe(
+        name="lane-tests",
+        sources=LANE_DIR,
+        command=(sys.executable, str(LANE_DIR / "build.py"), "--out", "{out}", "--tests-only"),
+        version="1",
+        extra_inputs=(GOD_DIR / "src" / "god", GOD_DIR / "tests", GOD_DIR / "pyproject.toml",
+                      REPO_ROOT / "guests" / "linux", REPO_ROOT / "pytest_vmm"),
+    )
+
+
+def initramfs_module() -> ModuleType:
+    """guests/lane/initramfs.py: the one cpio writer of the lane (image build and payloads)."""
+    spec = importlib.util.spec_from_file_location("lane_initramfs", LANE_DIR / "initramfs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def tcg_svm_problem(qemu: str) -> str:
+    """Does this QEMU's TCG offer SVM + NPT? Cached per binary (in process and on disk)."""
+    st = os.stat(qemu)
+    key = f"{qemu}:{st.st_size}:{int(st.st_mtime)}"
+    cache_file = DEFAULT_CACHE_ROOT / "lane-tcg-svm.json"
+    try:
+        cached = json.loads(cache_file.read_text())
+        if cached.get("key") == key:
+            return str(cached["problem"])
+    except (OSError, ValueError):
+        pass
+    try:
+        res = subprocess.run(
+            [qemu, "-M", "microvm", "-accel", "tcg", "-cpu", "max,svm=on,npt=on,enforce",
+             "-display", "none", "-nodefaults", "-no-user-config", "-S", "-monitor", "stdio"],
+            input=b"quit\n", capture_output=True, timeout=20, check=False)
+        last = (res.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+        problem = "" if res.returncode == 0 else (
+            f"{qemu}'s TCG does not emulate SVM with nested paging ({last})")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        problem = f"cannot check {qemu} for TCG SVM: {exc}"
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps({"key": key, "problem": problem}) + "\n")
+    except OSError:
+        pass
+    return problem
+
+
+def lane_build_problem() -> str:
+    if not Path(GUEST_PYTHON).exists():
+        return f"{GUEST_PYTHON} missing (apt-get install python3.11): the lane's Python"
+    if not Path("/bin/busybox").exists():
+        return "/bin/busybox missing (apt-get install busybox-static)"
+    if not (LANE_DIR / "build.py").exists():
+        return f"guest not implemented in this checkout: {LANE_DIR / 'build.py'} is missing"
+    if not (GOD_DIR / "src" / "god").is_dir():
+        return f"{GOD_DIR / 'src' / 'god'} missing: god is shipped into the lane from there"
+    return ""
+
+
+_built: dict[tuple[str, Path], BuiltImage] = {}
+
+
+def build_lane(cache_root: Path | None = None, tests: bool = False) -> BuiltImage:
+    """The lane image (or its tests layer), built once per input hash and, within one
+    process, resolved once: every machine of a session boots the same lane even if god's
+    sources change while it runs."""
+    recipe = lane_tests_recipe() if tests else lane_recipe()
+    key = (recipe.name, cache_root or DEFAULT_CACHE_ROOT)
+    if key not in _built:
+        _built[key] = ArtifactCache(key[1]).build(recipe)
+    return _built[key]
+
+
+def payload_initramfs(files: dict[str, Path], run_script: str) -> bytes:
+    """The per-boot initramfs: /lane/guest/* and /lane/run (what the lane's /init runs)."""
+    tree = initramfs_module().Tree()
+    for lane_path, src in sorted(files.items()):
+        tree.copy(lane_path, src)
+    tree.file("lane/run", run_script.encode(), 0o755)
+    return tree.gz()
+
+
+def lane_qemu_argv(image: BuiltImage, initrd: Path, accel: str, host: HostInfo, mem_mib: int,
+                   cpus: int, qmp: Path | None, extra_cmdline: str = "") -> list[str]:
+    cmdline = LANE_CMDLINE
+    if host.cpu_khz:
+        cmdline += f" tsc_early_khz={host.cpu_khz}"
+    if extra_cmdline:
+        cmdline += " " + extra_cmdline
+    # -smp = god's vCPUs: KVM_CAP_NR_VCPUS inside is the lane's CPU count and god refuses
+    # more (docs/lane.md). TCG runs them in one thread (thread=single): the host has 2 cores.
+    argv = [
+        QEMU_BINARY, "-M", "microvm",
+        "-accel", "tcg,thread=single" if accel == "tcg" else "kvm",
+        "-cpu", "max" if accel == "tcg" else "host",
+        "-m", str(mem_mib), "-smp", str(max(1, cpus)),
+        "-display", "none", "-nodefaults", "-no-user-config", "-no-reboot",
+        "-serial", "stdio", "-monitor", "none",
+        "-device", EXIT_PORT_DEVICE,
+        "-kernel", str(image.file("vmlinux")),
+        "-initrd", str(initrd),
+        "-append", cmdline,
+    ]
+    if qmp is not None:
+        argv[1:1] = ["-qmp", f"unix:{qmp},server=on,wait=off"]
+    return argv
+
+
+def concat(out: Path, parts: list[Path | bytes]) -> Path:
+    with out.open("wb") as f:
+        for part in parts:
+            f.write(part if isinstance(part, bytes) else part.read_bytes())
+    return out
+
+
+class GodSvm(Qemu):
+    name = "god-svm"
+    description = ("god over the real kvm_amd inside a QEMU TCG guest (emulated AMD SVM + NPT): "
+                   "hardware-KVM semantics without hardware KVM (docs/lane.md)")
+    accels: tuple[Accel, ...] = ("tcg", "kvm")  # type: ignore[assignment]  # tcg first: the lane
+
+    def problem(self, host: HostInfo) -> str:
+        qemu = host.tool(QEMU_BINARY)
+        if qemu is None:
+            return f"{QEMU_BINARY} not found on PATH (apt-get install qemu-system-x86)"
+        return lane_build_problem() or tcg_svm_problem(qemu)
+
+    def pick_accel(self, choice: str, host: HostInfo, preferred: str | None) -> str:
+        if choice != "auto":
+            return choice
+        # The outer QEMU may use KVM only where it is hardware SVM (nested); PVM cannot
+        # expose SVM to its guests.
+        return "kvm" if host.kvm_usable and host.kvm_flavour == "svm" else "tcg"
+
+    def accel_problem(self, accel: str, host: HostInfo) -> str:
+        problem = super().accel_problem(accel, host)
+        if not problem and accel == "kvm" and host.kvm_flavour != "svm":
+            problem = (f"{self.name} with accel kvm needs hardware AMD SVM with nested "
+                       f"virtualization; this host's KVM is {host.kvm_flavour}")
+        return problem
+
+    def god_argv(self, spec: BootSpec, files: dict[str, Path]) -> list[str]:
+        """The god command line inside the lane (as pytest_vmm/hypervisors/god.py builds it)."""
+        kernel = f"lane/guest/{spec.kernel.name}"
+        files[kernel] = spec.kernel
+        argv = ["python3", "-u", "-m", "god", "run", "/" + kernel,
+                "--mem", str(spec.mem_mib), "--cpus", str(spec.cpus), "--serial", "stdio"]
+        if spec.initrd is not None:
+            initrd = f"lane/guest/initrd-{spec.initrd.name}"
+            files[initrd] = spec.initrd
+            argv += ["--initrd", "/" + initrd]
+        if spec.cmdline:
+            argv += ["--append", spec.cmdline]
+        argv += spec.hypervisor_args.get("god", [])
+        return argv
+
+    def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:
+        image = build_lane(_cache_root_of(spec.kernel))
+        files: dict[str, Path] = {}
+        god = self.god_argv(spec, files)
+        script = "exec " + " ".join(shlex.quote(a) for a in god) + "\n"
+        initrd = concat(run_dir / "lane-initrd.img",
+                        [image.file("lane.cpio.gz"), payload_initramfs(files, script)])
+        qmp = run_dir / "qmp.sock"
+        argv = lane_qemu_argv(image, initrd, accel, host, spec.mem_mib + LANE_OVERHEAD_MIB,
+                              spec.cpus, qmp)
+        argv += spec.hypervisor_args.get(self.name, [])
+        return LaunchPlan(argv=argv, sockets=[qmp])
+
+
+def _cache_root_of(kernel: Path) -> Path:
+    """Build the lane next to the stack's image (same --vmm-cache), else in the default root."""
+    image_dir = kernel.resolve().parent
+    if (image_dir / COMPLETE_MARKER).exists():
+        return image_dir.parent
+    return DEFAULT_CACHE_ROOT
+
+
+hypervisor = GodSvm()
+
+
+# ----------------------------------------------------------------------------------------
+# One-shot lane runs (god's own test suite, Linux on god): a script in, console + status out.
+
+@dataclass
+class LaneResult:
+    status: int | None  # QEMU's exit status (None: killed on timeout)
+    console: bytes
+    seconds: float
+    log: Path
+
+    def section(self, name: str) -> bytes | None:
+        """The payload a lane script printed as ``@@lane-begin NAME`` base64 ``@@lane-end NAME``."""
+        import base64
+        import gzip
+        import re
+
+        m = re.search(rb"@@lane-begin " + re.escape(name.encode()) + rb"\r*\n(.*?)@@lane-end "
+                      + re.escape(name.encode()), self.console, re.DOTALL)
+        if m is None:
+            return None
+        try:
+            return gzip.decompress(base64.b64decode(re.sub(rb"[^A-Za-z0-9+/=]", b"", m.group(1))))
+        except (ValueError, OSError, EOFError):
+            return None
+
+
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """QEMU gets SIGKILL if the test process dies (util-linux setpriv --pdeathsig), so no
+    lane outlives its run even when pytest itself is killed."""
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
+
+
+# Lane script helper: print a file as a gzip+base64 section the host can pull off the console.
+EMIT_SECTION = 'emit() { echo "@@lane-begin $1"; gzip -c "$2" | base64; echo "@@lane-end $1"; }\n'
+
+
+def run_in_lane(script: str, files: dict[str, Path], log: Path, *, tests_layer: bool = False,
+                mem_mib: int = 512, cpus: int = 1, timeout_s: float = 600.0,
+                host: HostInfo | None = None, cache_root: Path | None = None) -> LaneResult:
+    """Boot the lane once, run ``script`` (sh) as /lane/run, return its console and status."""
+    import signal
+    import tempfile
+    import time
+
+    host = host or HostInfo.detect()
+    image = build_lane(cache_root)
+    parts: list[Path | bytes] = [image.file("lane.cpio.gz")]
+    if tests_layer:
+        parts.append(build_lane(cache_root, tests=True).file("tests.cpio.gz"))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vmm-lane-") as tmp:
+        initrd = concat(Path(tmp) / "initrd.img", [*parts, payload_initramfs(files, script)])
+        argv = lane_qemu_argv(image, initrd, "tcg", host, mem_mib, cpus, None)
+        started = time.monotonic()
+        with log.open("wb") as out:
+            proc = subprocess.Popen(_die_with_parent(argv), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                status: int | None = proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                status = None
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        return LaneResult(status, log.read_bytes(), time.monotonic() - started, log)

@@ -1,0 +1,70 @@
+"""The llama.cpp build recipe without compiling: pins, cache keys, variant naming.
+
+A fake cmake/strip records the commands, so the produce step (flags, targets, the -sse42
+suffix, caching) is checked in milliseconds; the real 4-8 min build runs in image builds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import llama_build
+import pytest
+
+
+def test_versions_pin_sdist_and_variants() -> None:
+    v = llama_build.load_versions()
+    assert len(v["llama_cpp_python"]["sha256"]) == 64
+    assert llama_build.variants(v) == ["avx2", "sse42"]
+    for name, var in v["llama_variants"].items():
+        flags = var["cmake_flags"]
+        assert "-DGGML_NATIVE=OFF" in flags and "-DGGML_AVX512=OFF" in flags, name
+        assert "-DCMAKE_EXE_LINKER_FLAGS=-static" in flags, name
+        assert "llama-completion" in var["targets"], name
+    assert "-DGGML_AVX2=OFF" in v["llama_variants"]["sse42"]["cmake_flags"]
+    assert llama_build.llama_key("avx2") != llama_build.llama_key("sse42")
+
+
+def test_produce_builds_once_with_suffix(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_VMM_CACHE", str(tmp_path / "cache"))
+    sdist = tmp_path / "llama_cpp_python-0.3.36.tar.gz"
+    completion = "int main() {\n    llama_backend_free();\n\n    return 0;\n}\n"
+    with tarfile.open(sdist, "w:gz") as tf:
+        for rel, text in (("CMakeLists.txt", "project(x)\n"),
+                          ("tools/completion/completion.cpp", completion)):
+            data = text.encode()
+            info = tarfile.TarInfo(f"llama_cpp_python-0.3.36/vendor/llama.cpp/{rel}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    patched: list[str] = []
+    monkeypatch.setattr(llama_build, "fetch_sdist", lambda versions=None: sdist)
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+        calls.append(cmd)
+        if "-S" in cmd:  # configure: the log-flush patch must already be in the source
+            src = Path(cmd[cmd.index("-S") + 1])
+            patched.append((src / "tools/completion/completion.cpp").read_text())
+        if "--build" in cmd:
+            bld = Path(cmd[cmd.index("--build") + 1])
+            for t in cmd[cmd.index("--target") + 1:]:
+                (bld / "bin").mkdir(parents=True, exist_ok=True)
+                (bld / "bin" / t).write_bytes(b"binary " + t.encode())
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(llama_build.subprocess, "run", fake_run)
+    d = llama_build.build_llama("sse42")
+    assert sorted(p.name for p in (d / "bin").iterdir()) == ["llama-completion-sse42"]
+    assert json.loads((d / "build.json").read_text())["variant"] == "sse42"
+    cfg = next(c for c in calls if "-S" in c)
+    assert "-DGGML_AVX2=OFF" in cfg
+    assert any(c[:2] == ["strip", "--strip-all"] for c in calls)
+    assert "common_log_pause(common_log_main());" in patched[0]
+    n = len(calls)
+    assert llama_build.build_llama("sse42") == d  # cached: nothing runs again
+    assert len(calls) == n
