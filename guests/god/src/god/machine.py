@@ -34,6 +34,7 @@ KICK_SIGNAL = signal.SIGUSR1
 # those from CPUID (Linux: CX16 for SLUB's cmpxchg_double, SMAP for clac/stac), so god hides
 # the two bits under PVM. SSE/XSAVE stay visible: ring-3 code may use them.
 CPUID1_ECX_CX16 = 1 << 13
+CPUID1_EDX_HTT = 1 << 28  # "EBX[23:16] is valid": more than one logical processor
 CPUID7_EBX_SMAP = 1 << 20
 TSS_ADDR = 0xFFFBD000  # below the 4 GiB boundary, outside RAM and the MMIO window
 
@@ -122,7 +123,7 @@ class Machine:
         self.runners: list[VcpuRunner] = []
         for i in range(config.cpus):
             vcpu = self.vm.create_vcpu(i)
-            self._set_cpuid(vcpu, cpuid, i, self.kvm.flavour == "pvm")
+            self._set_cpuid(vcpu, cpuid, i, config.cpus, self.kvm.flavour == "pvm")
             self.runners.append(VcpuRunner(vcpu, self.pio, self.mmio, self.mem,
                                            self.request_stop, self.kvm.flavour))
 
@@ -139,14 +140,26 @@ class Machine:
         return base
 
     @staticmethod
-    def _set_cpuid(vcpu, cpuid, index: int, pvm: bool) -> None:  # type: ignore[no-untyped-def]
+    def _set_cpuid(vcpu, cpuid, index: int, cpus: int, pvm: bool) -> None:  # type: ignore[no-untyped-def]
+        # Topology as QEMU gives it for -smp N: one package of N cores, one thread each, so a
+        # guest that counts CPUs from CPUID sees exactly the vCPUs that exist.
+        core_bits = max(0, (cpus - 1).bit_length())
         for j in range(cpuid.nent):
             e = cpuid.entries[j]
             if e.function == 1:
-                e.ebx = (e.ebx & 0x00FFFFFF) | (index << 24)  # initial APIC ID
+                # EBX[31:24] initial APIC ID, EBX[23:16] logical processors per package.
+                e.ebx = (e.ebx & 0x0000FFFF) | (index << 24) | (cpus << 16)
+                e.edx = (e.edx | CPUID1_EDX_HTT) if cpus > 1 else (e.edx & ~CPUID1_EDX_HTT)
                 if pvm:
                     e.ecx &= ~CPUID1_ECX_CX16
             elif e.function in (0xB, 0x1F):
+                # Extended topology: level 0 = SMT (1 thread), level 1 = core (N cores).
+                if e.index == 0:
+                    e.eax, e.ebx, e.ecx = 0, 1, (1 << 8) | 0
+                elif e.index == 1:
+                    e.eax, e.ebx, e.ecx = core_bits, cpus, (2 << 8) | 1
+                else:
+                    e.eax, e.ebx, e.ecx = 0, 0, e.index
                 e.edx = index  # x2APIC ID
             elif e.function == 7 and e.index == 0 and pvm:
                 e.ebx &= ~CPUID7_EBX_SMAP

@@ -85,8 +85,17 @@ class Kvm:
             raise KvmError("KVM lacks capabilities god needs: " + "; ".join(missing))
 
     def max_vcpus(self) -> int:
-        # KVM_CAP_NR_VCPUS is the recommended limit; PVM reports 2 and that is what works.
-        return self.check_extension(9) or self.check_extension(66) or 4
+        """How many vCPUs god lets a VM have.
+
+        KVM_CAP_MAX_VCPUS is the hard limit and KVM_CAP_NR_VCPUS only a recommendation (the
+        host's CPU count) — except under PVM, whose MAX (1024) is not real: there NR (2) is
+        what works. Inside a 1-CPU SVM lane NR is 1 but 2 vCPUs run fine (time-shared).
+        """
+        recommended = self.check_extension(9)
+        hard = self.check_extension(66)
+        if self.flavour == "pvm":
+            return recommended or 2
+        return hard or recommended or 4
 
     def supported_cpuid(self) -> ctypes.Structure:
         n = 128
