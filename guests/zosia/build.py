@@ -77,6 +77,7 @@ MARKERS = {
     "perf": r"zosia: perf eval_tok_s=([0-9.]+) runs=(\S+) prompt_tok_s=(\S+) threads=(\d+)"
             r" isa=(\w+)",
     "mode_done": r"zosia: (ci|diag|selftest|perf) done",
+    "agent": r"zosia: agent start t=([0-9.]+)",
     "selftest": r"zosia: selftest (pass|fail)",
     "poweroff": r"zosia: poweroff t=([0-9.]+)",
     "error": r"zosia: error: (.*)",
@@ -151,6 +152,8 @@ def build_initramfs(out: Path, kernel: dict, kernel_dir: Path, llama_bins: list[
     for d in ("proc", "sys", "tmp", "run", "models", "root", "etc"):
         t.dir(d)
     t.file("init", (HERE / "rootfs" / "init").read_bytes(), 0o755)
+    # The shell agent for pytest-vmm's suites (zosia.agent=1).
+    t.file("usr/libexec/zosia-agent", (HERE / "rootfs" / "agent.sh").read_bytes(), 0o755)
     order = kernel["load_order"]  # ZOSIA_MODULES plus their dependencies, deps first
     for m in order:
         t.copy(f"lib/modules/zosia/{m}.ko", kernel_dir / kernel["modules"][m]["file"], 0o644)
@@ -253,7 +256,7 @@ def build(out: Path, llama_dirs: list[Path] | None = None) -> dict:
             "note": "Debian's kernel finds microvm's virtio-mmio devices through ACPI; "
                     "virtio_mmio.device= does not work (VIRTIO_MMIO_CMDLINE_DEVICES is off)",
         },
-        "boot_flags": ["zosia.ci=1", "zosia.diag=1", "zosia.selftest=1", "zosia.perf=1",
+        "boot_flags": ["zosia.agent=1", "zosia.ci=1", "zosia.diag=1", "zosia.selftest=1", "zosia.perf=1",
                        "zosia.perf.tokens=N", "zosia.llama_threads=N",
                        "zosia.llama_batch_threads=N", "zosia.llama_args=a,b",
                        "zosia.model=FILE", "zosia.timeout=SECONDS",

@@ -1,38 +1,91 @@
-"""Stack ``zosia``: Linux + BusyBox + llama.cpp booting into a prompt (guests/zosia), on QEMU."""
+"""Stack ``zosia``: Linux + BusyBox + llama.cpp booting into a prompt (guests/zosia), on QEMU.
+
+The image is described by ``zosia.json`` (written by ``guests/zosia/build.py``): kernel,
+initrd, model disk, base command line, memory, vCPUs and the console markers.
+
+Boot modes. The stack's default boot (what the ``machine`` fixture gives every suite) is the
+*agent* mode: ``zosia.agent=1`` makes /init run the BusyBox shell agent
+(``guests/zosia/rootfs/agent.sh``) on the serial console instead of llama.cpp, and the
+machine is ready at the agent's ``@@ready`` banner. The llm suite boots the other modes
+(prompt, perf, selftest, diag, ci) itself: ``set_mode(machine.spec, flags, ready)`` turns an
+unstarted machine's spec into one of them (see suites/test_llm_perf.py and docs/zosia.md).
+"""
 
 from __future__ import annotations
+
+import json
 
 from pytest_vmm.host import HostInfo
 from pytest_vmm.stack import BootSpec, BuiltImage, Disk, Stack
 from pytest_vmm.stacks._common import (
     COMMON_FAIL_PATTERNS,
+    GUESTS,
+    agent_channel,
+    agent_ready_pattern,
     guest_recipe,
     needs_python_module,
     needs_tool,
 )
 
+MANIFEST = "zosia.json"
+# The seed's boot-to-prompt point: the console is handed to llama.cpp (or the stub prompt).
 READY = rb"zosia: prompt ready"
+# The agent mode: /init runs the shell agent on the console. iomem=relaxed lets the agent's
+# devmem reach MMIO regions a driver has claimed (the kernel has IO_STRICT_DEVMEM=y).
+AGENT_ARGS = "zosia.agent=1 iomem=relaxed"
+# Each non-interactive mode prints this once the modules are loaded; it powers off by itself.
+BOOT_OK = rb"zosia: boot ok t="
+FAIL_PATTERNS = [*COMMON_FAIL_PATTERNS, rb"zosia: error: insmod"]
+
+
+def manifest(image: BuiltImage) -> dict[str, object]:
+    """zosia.json of a built image (BuiltImage.manifest only reads image.json)."""
+    return json.loads(image.file(MANIFEST).read_text())
 
 
 def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
-    manifest = image.manifest
-    append = str(manifest.get("append", "console=ttyS0 panic=-1"))
+    info = manifest(image)
+    qemu = info.get("qemu", {})
+    assert isinstance(qemu, dict)
+    machine = str(qemu.get("machine", "microvm"))
+    append = str(info["append"])
+    if machine.startswith("microvm"):
+        append += " " + str(qemu.get("append_extra", "pci=off"))
     if host.cpu_khz:
         # Under TCG on a loaded host the kernel can hang calibrating the TSC (PLATFORM.md).
-        append += f" tsc_early_khz={host.cpu_khz} tsc=reliable"
-    disk = manifest.get("disk")
+        append += f" tsc_early_khz={host.cpu_khz}"
+    # Under TCG one vCPU is faster (MTTCG on 2 shared cores, llama.cpp's spinning threads).
+    cpus = int(str(info.get("cpus_kvm" if host.hardware_kvm else "cpus_tcg", 1)))
+    disk = info.get("disk")
     return BootSpec(
-        kernel=image.file(str(manifest.get("kernel", "vmlinux"))),
-        initrd=image.file(str(manifest.get("initrd", "initramfs.cpio.gz"))),
-        cmdline=append,
-        mem_mib=int(str(manifest.get("mem_mib", 1024))),
-        cpus=2,
-        disks=[Disk(image.file(str(disk)), read_only=True)] if disk else [],
-        ready=READY,
-        fail_patterns=list(COMMON_FAIL_PATTERNS),
+        kernel=image.file(str(info["kernel"])),
+        kernel_format="pvh",
+        initrd=image.file(str(info["initrd"])),
+        cmdline=f"{append} {AGENT_ARGS}",
+        mem_mib=int(str(info.get("memory_mib", 512))),
+        cpus=cpus,
+        disks=[Disk(image.file(str(disk)), read_only=bool(info.get("disk_readonly", True)))] if disk else [],
+        ready=agent_ready_pattern(),
+        fail_patterns=list(FAIL_PATTERNS),
         boot_timeout_s=30.0,
-        qemu_machine=str(manifest.get("qemu_machine", "microvm")),
+        qemu_machine=machine,
     )
+
+
+def set_mode(spec: BootSpec, flags: str = "", ready: bytes = READY, disks: list[Disk] | None = None) -> BootSpec:
+    """Switch an unstarted machine's spec from the agent mode to another boot mode.
+
+    ``flags``: extra kernel arguments (``zosia.perf=1 zosia.perf.tokens=64``; "" is the
+    interactive prompt). ``ready``: the console pattern that means booted (the prompt for
+    interactive boots, ``BOOT_OK`` for modes that run and power off). ``disks`` replaces
+    the model disk (``[]``: no disk).
+    """
+    words = [w for w in spec.cmdline.split() if w not in AGENT_ARGS.split()]
+    spec.cmdline = " ".join(words + flags.split())
+    spec.ready = ready
+    if disks is not None:
+        spec.disks = list(disks)
+    return spec
 
 
 def preferred_accel(host: HostInfo, hypervisor: str) -> str | None:
@@ -50,11 +103,19 @@ stack = Stack(
     name="zosia",
     description="minimal Linux + BusyBox + llama.cpp booting into a prompt (seeds 003/004)",
     recipe=guest_recipe("zosia", needs_tool("mke2fs", "e2fsprogs"), needs_tool("cmake", "cmake"),
-                        needs_python_module("gguf", "gguf")),
+                        needs_python_module("gguf", "gguf"),
+                        # The shared kernel unpacker: a change there rebuilds the image.
+                        extra_inputs=(GUESTS / "linux",)),
     boot=boot,
     default_hypervisor="qemu",
     hypervisors=("qemu", "god"),
-    capabilities=frozenset({"serial", "linux", "llm", "blk"}),
+    # agent + mmio: the shell agent (hello/ping/exit, 1-byte port I/O via /dev/port, MMIO of
+    # 1/2/4/8 bytes via devmem, IRQ counts from /proc/interrupts); what a shell cannot do
+    # (2/4-byte ports, RAM under STRICT_DEVMEM, the UART registers Linux's 8250 driver owns)
+    # answers err 8, a skip with the reason. Not irq/timer: they program the IOAPIC, LAPIC
+    # and PIT and read the TSC, which Linux owns and a shell cannot reach.
+    capabilities=frozenset({"serial", "linux", "llm", "blk", "agent", "mmio"}),
+    channels={"agent": agent_channel},
     preferred_accel=preferred_accel,
     problem=problem,
 )

@@ -1,0 +1,230 @@
+#!/bin/sh
+# zosia's guest agent: the agent protocol (docs/agent-protocol.md) in POSIX sh for BusyBox
+# ash, on the serial console. /init runs it with zosia.agent=1 instead of llama.cpp.
+#
+#   request  @><id> <command> [key=value ...] *<cs>
+#   reply    @@<id> ok|err ... *<cs>        cs = byte sum of the line before " *", mod 256
+#
+# What a shell can do: 1-byte port I/O through /dev/port (dd), MMIO through devmem
+# (1/2/4/8 bytes), interrupt counts from /proc/interrupts, a clock from /proc/uptime,
+# sleeping, and the exit port (0xf4, QEMU's isa-debug-exit) through /dev/port. What it
+# cannot (CPUID, 2/4-byte port accesses, IOAPIC/LAPIC/PIT programming, the TSC, UART
+# tests that would fight the kernel's 8250 driver) answers err 8 UNSUPPORTED, which the
+# plugin turns into a skip naming it.
+set -u
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+NAME=zosia
+
+# Printable ASCII, to compute byte sums without a fork per byte: the value of a character
+# is 32 + its offset in TABLE.
+TABLE=$(awk 'BEGIN { for (i = 32; i < 127; i++) printf "%c", i }')
+
+# SUM <- byte sum of $1 mod 256 (-1 if it holds a byte outside printable ASCII).
+bytesum() {
+  s=$1
+  SUM=0
+  while [ -n "$s" ]; do
+    rest=${s#?}
+    c=${s%"$rest"}
+    pre=${TABLE%%"$c"*}
+    if [ "${#pre}" -ge "${#TABLE}" ]; then SUM=-1; return; fi
+    SUM=$((SUM + 32 + ${#pre}))
+    s=$rest
+  done
+  SUM=$((SUM % 256))
+}
+
+# One reply line: the frame, the checksum, \r\n (the console's -onlcr keeps it that way).
+reply() {
+  bytesum "$1"
+  printf '%s *%02x\r\n' "$1" "$SUM"
+}
+ok() { reply "@@$ID ok${1:+ $1}"; }
+fail() { reply "@@$ID err $1 $2"; }
+
+# Agent integers: decimal or 0x hex. NUM <- the value; returns 1 if malformed.
+num() {
+  case "$1" in
+    0x*|0X*) h=${1#0?}; case "$h" in ''|*[!0-9a-fA-F]*) return 1 ;; esac ;;
+    ''|*[!0-9]*) return 1 ;;
+  esac
+  NUM=$(($1))
+}
+
+# Argument $1 of the current request as a number (NUM); err 3 naming it when absent/bad.
+arg() {
+  eval "v=\${A_$1-}"
+  if [ -z "$v" ]; then
+    [ $# -ge 2 ] && { NUM=$2; return 0; }
+    fail 3 "missing argument $1"; return 1
+  fi
+  num "$v" || { fail 3 "bad number $1=$v"; return 1; }
+}
+
+uptime_ns() {
+  read -r up _ < /proc/uptime
+  # /proc/uptime has 10 ms resolution: "123.45" -> ns.
+  sec=${up%.*} frac=${up#*.}
+  NS=$(( sec * 1000000000 + ${frac#0} * 10000000 ))
+}
+
+cpus=$(grep -c '^processor' /proc/cpuinfo 2>/dev/null || echo 1)
+# No TSC from a shell: report the kernel's own rate (tsc_early_khz= or cpu MHz) for info.
+tsc_khz=0
+for w in $(cat /proc/cmdline); do
+  case "$w" in tsc_early_khz=*) tsc_khz=${w#*=} ;; esac
+done
+if [ "$tsc_khz" = 0 ]; then
+  mhz=$(awk -F': *' '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
+  tsc_khz=${mhz:-0}
+fi
+CAPS=port,mmio,exit
+
+# port <- read 1 byte at port $1 (VAL)
+port_in() {
+  VAL=$(dd if=/dev/port bs=1 skip="$1" count=1 2>/dev/null | od -An -tu1 | tr -d ' \n')
+  case "$VAL" in ''|*[!0-9]*) return 1 ;; esac
+}
+port_out() {
+  # shellcheck disable=SC2059 # the octal escape is the point
+  printf "\\$(printf %o "$2")" | dd of=/dev/port bs=1 seek="$1" count=1 conv=notrunc 2>/dev/null
+}
+
+# The console UART's IER, LCR and MCR are programmed by Linux's 8250 driver (it toggles
+# IER's transmit interrupt as it sends): the agent neither reads them as if it owned them
+# nor writes them under the driver. SCR, LSR, IIR, MSR stay reachable.
+linux_owns() {
+  case "$1" in
+    1017|1019|1020) fail 8 "Linux's 8250 driver owns the console UART's IER/LCR/MCR ($(printf '0x%x' "$1"))"; return 0 ;;
+  esac
+  return 1
+}
+
+# devmem failed: the kernel refusing /dev/mem (RAM under STRICT_DEVMEM) is err 8, else err 5.
+devmem_fail() {
+  if grep -q 'not permitted' /tmp/devmem.err; then
+    fail 8 "the kernel refuses /dev/mem at $1 (RAM or a claimed range: STRICT_DEVMEM)"
+  else
+    fail 5 "devmem $1: $(head -c 80 /tmp/devmem.err | tr -c 'A-Za-z0-9_.:,/+-' ' ')"
+  fi
+}
+
+irq_count() {
+  # "  4:   123   0   IO-APIC   4-edge   ttyS0": sum the per-CPU columns of the row whose
+  # chip pin is the line (IO-APIC "N-edge"/"N-fasteoi"), else the row numbered N.
+  awk -v line="$1" -v n="$cpus" '
+    { key = $1; sub(":", "", key) }
+    {
+      s = 0; for (i = 2; i <= n + 1; i++) s += $i
+      pin = $(n + 3); sub("-.*", "", pin)
+      if ($(n + 2) ~ /IO-APIC/ && pin == line) { found = 1; total += s }
+      else if (key == line) byrow = s
+    }
+    END { if (found) print total; else if (byrow != "") print byrow; else print "none" }
+  ' /proc/interrupts
+}
+
+handle() {
+  line=$1
+  case "$line" in *@\>*) ;; *) return ;; esac
+  req=${line##*@>}
+  ID=${req%%[!0-9]*}
+  [ -n "$ID" ] || return
+  case "$req" in *" *"*) ;; *) fail 1 "missing checksum"; return ;; esac
+  want=${req##* \*}
+  body="@>${req% \**}"
+  bytesum "$body"
+  num "0x$want" 2>/dev/null || { fail 1 "bad checksum $want"; return; }
+  [ "$NUM" = "$SUM" ] || { fail 1 "checksum mismatch"; return; }
+  set -f
+  # shellcheck disable=SC2086 # split the request into words
+  set -- ${req% \**}
+  set +f
+  shift
+  cmd=${1-}
+  [ $# -gt 0 ] && shift
+  unset A_port A_width A_value A_addr A_line A_ms A_status A_cpu A_leaf
+  for kv in "$@"; do
+    case "$kv" in
+      [a-z]*=*) k=${kv%%=*}; case "$k" in *[!a-z_]*) continue ;; esac; eval "A_$k=\${kv#*=}" ;;
+    esac
+  done
+  if [ -n "${A_cpu-}" ] && [ "${A_cpu}" != 0 ]; then
+    fail 8 "the shell agent runs on vCPU 0 only"; return
+  fi
+  case "$cmd" in
+    hello) ok "name=$NAME arch=$(uname -m) proto=1 cpus=$cpus tsc_khz=$tsc_khz caps=$CAPS kernel=$(uname -r)" ;;
+    ping) ok "cpu=0" ;;
+    in)
+      arg port || return; port=$NUM
+      arg width 1 || return
+      [ "$NUM" = 1 ] || { fail 8 "only 1-byte port reads (/dev/port reads byte by byte)"; return; }
+      [ "$port" -le 65535 ] || { fail 3 "port $port out of range"; return; }
+      linux_owns "$port" && return
+      port_in "$port" || { fail 5 "read of port $port failed"; return; }
+      ok "value=$VAL" ;;
+    out)
+      arg port || return; port=$NUM
+      arg width 1 || return
+      [ "$NUM" = 1 ] || { fail 8 "only 1-byte port writes (/dev/port writes byte by byte)"; return; }
+      arg value || return
+      [ "$port" -le 65535 ] && [ "$NUM" -le 255 ] || { fail 3 "port or value out of range"; return; }
+      linux_owns "$port" && return
+      port_out "$port" "$NUM" || { fail 5 "write to port $port failed"; return; }
+      ok ;;
+    rd|wr)
+      arg addr || return; addr=$NUM
+      arg width || return; width=$NUM
+      case "$width" in 1|2|4|8) ;; *) fail 4 "width $width"; return ;; esac
+      hex=$(printf '0x%x' "$addr")
+      if [ "$cmd" = rd ]; then
+        v=$(devmem "$hex" $((width * 8)) 2>/tmp/devmem.err) || { devmem_fail "$hex"; return; }
+        ok "value=$(printf '0x%x' "$v")"
+      else
+        arg value || return
+        devmem "$hex" $((width * 8)) "$(printf '0x%x' "$NUM")" 2>/tmp/devmem.err || { devmem_fail "$hex"; return; }
+        ok
+      fi ;;
+    irq_count)
+      arg line || return
+      c=$(irq_count "$NUM")
+      [ "$c" = none ] && { fail 3 "no line $NUM in /proc/interrupts"; return; }
+      ok "count=$c src=proc_interrupts" ;;
+    clock)
+      uptime_ns
+      # No TSC from a shell (tsc=0): ns is kernel uptime at 10 ms resolution.
+      ok "tsc=0 ns=$NS cpu=0 src=uptime" ;;
+    halt)
+      arg ms || return
+      uptime_ns; t0=$NS
+      sleep "$((NUM / 1000)).$(printf '%03d' $((NUM % 1000)))"
+      uptime_ns
+      ok "ns=$((NS - t0)) wakeups=0 src=sleep" ;;
+    exit)
+      arg status 0 || return
+      [ "$NUM" -le 255 ] || { fail 3 "status $NUM out of range"; return; }
+      sync
+      port_out 244 "$NUM"  # 0xf4: isa-debug-exit; QEMU exits (status << 1) | 1
+      sleep 1
+      fail 8 "the exit port 0xf4 did not stop the machine" ;;
+    cpuid) fail 8 "CPUID is not reachable from a shell" ;;
+    irq_arm|irq_mask|irq_unmask|irq_hold|vec_count|eoi|counts_reset|ipi)
+      fail 8 "a shell cannot program the IOAPIC/LAPIC (Linux owns them)" ;;
+    lapic_oneshot|pit_measure|pit_start|pit_read|pit_stop)
+      fail 8 "a shell cannot program the PIT/LAPIC timer (Linux owns them)" ;;
+    uart_loopback|uart_stats|rx_burst)
+      fail 8 "the console UART belongs to Linux's 8250 driver" ;;
+    '') fail 1 "no command" ;;
+    *) fail 2 "unknown command $cmd" ;;
+  esac
+}
+
+# The console: no echo (requests echoed back are harmless, but noise), no \n -> \r\n mapping
+# (replies carry their own \r\n), canonical lines, no signals from ^C.
+stty -echo -onlcr -isig 2>/dev/null
+CR=$(printf '\r')
+reply "@@ready proto=1 name=$NAME"
+while IFS= read -r line; do
+  handle "${line%"$CR"}"
+done
+echo "zosia: agent: console closed"

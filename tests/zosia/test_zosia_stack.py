@@ -1,0 +1,60 @@
+"""The zosia stack definition reads zosia.json and switches boot modes (no VM booted)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from pytest_vmm.agent.protocol import READY_REGEX
+from pytest_vmm.host import HostInfo
+from pytest_vmm.stack import BuiltImage
+from pytest_vmm.stacks import zosia
+from pytest_vmm.stacks._common import GUESTS
+
+
+def fake_image(tmp_path: Path) -> BuiltImage:
+    for rel in ("linux/vmlinux", "initramfs.cpio", "model.ext2"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "zosia.json").write_text(json.dumps({
+        "kernel": "linux/vmlinux", "initrd": "initramfs.cpio", "disk": "model.ext2",
+        "disk_readonly": True, "append": "console=ttyS0 panic=-1", "memory_mib": 512,
+        "cpus_tcg": 1, "cpus_kvm": 2, "qemu": {"machine": "microvm", "append_extra": "pci=off"},
+    }))
+    return BuiltImage.load("zosia", tmp_path)  # no image.json: the stack reads zosia.json
+
+
+def host(flavour: str) -> HostInfo:
+    return HostInfo(kvm_flavour=flavour, kvm_device=True, kvm_usable=True, kvm_problem="",  # type: ignore[arg-type]
+                    cpu_khz=2_600_000)
+
+
+def test_boot_spec_comes_from_zosia_json(tmp_path: Path) -> None:
+    spec = zosia.boot(fake_image(tmp_path), host("pvm"), "qemu")
+    assert spec.kernel == tmp_path / "linux/vmlinux" and spec.initrd == tmp_path / "initramfs.cpio"
+    assert [d.path for d in spec.disks] == [tmp_path / "model.ext2"] and spec.disks[0].read_only
+    assert spec.mem_mib == 512 and spec.cpus == 1
+    words = spec.cmdline.split()
+    assert words[:2] == ["console=ttyS0", "panic=-1"]
+    assert {"pci=off", "tsc_early_khz=2600000", "zosia.agent=1", "iomem=relaxed"} <= set(words)
+    assert spec.ready == READY_REGEX.encode()  # the default boot is the agent
+    assert zosia.boot(fake_image(tmp_path), host("svm"), "qemu").cpus == 2
+
+
+def test_set_mode_switches_to_a_llama_mode(tmp_path: Path) -> None:
+    spec = zosia.boot(fake_image(tmp_path), host("pvm"), "qemu")
+    zosia.set_mode(spec, "zosia.perf=1 zosia.perf.tokens=32", zosia.BOOT_OK, disks=[])
+    words = spec.cmdline.split()
+    assert "zosia.agent=1" not in words and "iomem=relaxed" not in words
+    assert words[-2:] == ["zosia.perf=1", "zosia.perf.tokens=32"]
+    assert spec.ready == zosia.BOOT_OK and spec.disks == []
+    assert re.search(zosia.READY, b"zosia: prompt ready t=1.78")
+
+
+def test_accel_and_recipe() -> None:
+    assert zosia.preferred_accel(host("pvm"), "qemu") == "tcg"
+    assert zosia.preferred_accel(host("vmx"), "qemu") is None
+    assert GUESTS / "linux" in zosia.stack.recipe.extra_inputs
+    assert {"agent", "llm", "mmio"} <= zosia.stack.capabilities
+    assert not {"irq", "timer"} & zosia.stack.capabilities
