@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/python -m pytest -p no:cacheprovider --vmm=all,god@qemu -rs "$@"
+exec .venv/bin/python -m pytest -p no:cacheprovider --vmm=all,god@qemu \
+  --hypothesis-profile=vmm-ci -rs "$@"

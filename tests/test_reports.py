@@ -106,7 +106,8 @@ def test_hypothesis_profiles_are_registered(pytester: pytest.Pytester, profile: 
         def test_profile():
             print("PROFILE", settings().max_examples, settings().deadline)
     """)
-    result = pytester.runpytest(f"--hypothesis-profile={profile}", "-s")
+    # In a subprocess: loading a profile is global to Hypothesis and must not leak into this run.
+    result = pytester.runpytest_subprocess(f"--hypothesis-profile={profile}", "-s", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     expected = "*PROFILE 50 None*" if profile == "vmm-ci" else "*PROFILE 20000 None*"
     result.stdout.fnmatch_lines([expected])
