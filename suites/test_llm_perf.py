@@ -38,10 +38,12 @@ MIN_RATIO = 0.9
 MODE_TIMEOUT_S = 240.0
 POWEROFF_S = 30.0
 
-PROMPT_RE = rb"zosia: prompt ready t=([0-9.]+)"
-STUB_RE = rb"zosia: prompt ready \(stub\) t=([0-9.]+)"
+# Each ends with a lookahead for the line's end: the console arrives in pieces, and without it
+# "isa=s" or "t=1." would match before the rest of the word arrived.
+PROMPT_RE = rb"zosia: prompt ready t=([0-9.]+)(?=\s)"
+STUB_RE = rb"zosia: prompt ready \(stub\) t=([0-9.]+)(?=\s)"
 PERF_RE = (rb"zosia: perf eval_tok_s=([0-9.]+) runs=(\S+) prompt_tok_s=(\S+) threads=(\d+)"
-           rb" isa=(\w+)")
+           rb" isa=(\w+)(?=\s)")
 EVAL_RE = re.compile(r"(?:perf_print|perf_context_print): +eval time .*?,\s*([0-9.]+) tokens per second")
 ZOSIA_DIR = Path(__file__).resolve().parents[1] / "guests" / "zosia"
 

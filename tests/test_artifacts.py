@@ -141,7 +141,8 @@ class ProcessHypervisor(Hypervisor):
 
 def _recipe_project(pytester: pytest.Pytester, fail: bool = False) -> None:
     pytester.makeconftest(RECIPE_CONFTEST)
-    pytester.makepyfile(conftest_hv=HV_MODULE, test_boot="def test_boot(machine): pass")
+    # A basename no other test module in this process uses (suites/ has a test_boot).
+    pytester.makepyfile(conftest_hv=HV_MODULE, test_built_stack="def test_boot(machine): pass")
     guest = pytester.mkdir("guest")
     (guest / "build.py").write_text(BUILD_SCRIPT)
     if fail:

@@ -244,7 +244,10 @@ def build_tests(out: Path, base: dict, work: Path) -> dict:
     tree = Tree()
     for src, lane in so:
         tree.copy(lane, src)
-    new_libs = [lib for lib in shared_libs([str(s) for s, _ in so]) if lib not in base["shared_libs"]]
+    # Extension modules of third-party packages (e.g. hypothesis' native part) need their
+    # shared libraries too, not just the stdlib's.
+    third_ext = [str(src) for src, lane in third if lane.endswith(".so") or ".so." in lane]
+    new_libs = [lib for lib in shared_libs([str(s) for s, _ in so] + third_ext) if lib not in base["shared_libs"]]
     add_libs(tree, new_libs)
     third_py = [(s, lane) for s, lane in third if lane.endswith(".py")]
     for s, lane in third:
