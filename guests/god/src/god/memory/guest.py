@@ -12,6 +12,7 @@ import ctypes
 import mmap
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 _libc = ctypes.CDLL(None, use_errno=True)  # libc is already in the process; no lookup
 _libc.mmap.restype = ctypes.c_void_p
@@ -41,34 +42,13 @@ class Region:
         return self.gpa + self.size
 
 
-class GuestMemory:
-    """Guest RAM made of non-overlapping regions, each its own anonymous mapping.
+class RegionMemory:
+    """Bounds-checked guest-physical access over a list of regions (each with gpa, size,
+    end and a memoryview). Shared by god's own RAM and a vhost-user back-end's view of
+    QEMU's RAM, so device models and virtqueues run unchanged on either."""
 
-    The mappings are made with libc mmap (not Python's mmap module) so close() can unmap
-    them even while memoryviews exist: a VM torn down in a test must give its RAM back.
-    """
-
-    def __init__(self, layout: list[tuple[int, int]]) -> None:
-        self.regions: list[Region] = []
-        for gpa, size in sorted(layout):
-            if size <= 0 or size % mmap.PAGESIZE or gpa % mmap.PAGESIZE:
-                raise GuestMemoryError(f"region {gpa:#x}+{size:#x} is not page aligned")
-            if self.regions and gpa < self.regions[-1].end:
-                raise GuestMemoryError(f"region {gpa:#x} overlaps {self.regions[-1].gpa:#x}")
-            # MAP_NORESERVE: a 1 GiB guest that touches 20 MiB should cost 20 MiB.
-            addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE,
-                              mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE, -1, 0)
-            if addr in (None, _MAP_FAILED):
-                raise MemoryError(f"mmap of {size >> 20} MiB guest RAM failed "
-                                  f"(errno {ctypes.get_errno()})")
-            _libc.madvise(addr, size, _MADV_MERGEABLE)
-            view = memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
-            self.regions.append(Region(gpa, size, addr, view))
-        self._last = self.regions[0] if self.regions else None
-
-    @property
-    def size(self) -> int:
-        return sum(r.size for r in self.regions)
+    regions: list[Any]
+    _last: Any = None
 
     def _find(self, gpa: int, length: int) -> tuple[Region, int]:
         if length < 0 or gpa < 0:
@@ -105,8 +85,7 @@ class GuestMemory:
         r.view[off:off + len(data)] = data
 
     def fill(self, gpa: int, length: int, byte: int = 0) -> None:
-        r, off = self._find(gpa, length)
-        ctypes.memset(r.host_addr + off, byte, length)
+        self.view(gpa, length)[:] = bytes([byte]) * length
 
     def read_int(self, gpa: int, size: int) -> int:
         r, off = self._find(gpa, size)
@@ -139,6 +118,40 @@ class GuestMemory:
         if nul < 0:
             raise GuestMemoryError(f"no NUL within {limit} bytes at {gpa:#x}")
         return chunk[:nul]
+
+
+class GuestMemory(RegionMemory):
+    """Guest RAM made of non-overlapping regions, each its own anonymous mapping.
+
+    The mappings are made with libc mmap (not Python's mmap module) so close() can unmap
+    them even while memoryviews exist: a VM torn down in a test must give its RAM back.
+    """
+
+    def __init__(self, layout: list[tuple[int, int]]) -> None:
+        self.regions: list[Region] = []
+        for gpa, size in sorted(layout):
+            if size <= 0 or size % mmap.PAGESIZE or gpa % mmap.PAGESIZE:
+                raise GuestMemoryError(f"region {gpa:#x}+{size:#x} is not page aligned")
+            if self.regions and gpa < self.regions[-1].end:
+                raise GuestMemoryError(f"region {gpa:#x} overlaps {self.regions[-1].gpa:#x}")
+            # MAP_NORESERVE: a 1 GiB guest that touches 20 MiB should cost 20 MiB.
+            addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE,
+                              mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE, -1, 0)
+            if addr in (None, _MAP_FAILED):
+                raise MemoryError(f"mmap of {size >> 20} MiB guest RAM failed "
+                                  f"(errno {ctypes.get_errno()})")
+            _libc.madvise(addr, size, _MADV_MERGEABLE)
+            view = memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
+            self.regions.append(Region(gpa, size, addr, view))
+        self._last = self.regions[0] if self.regions else None
+
+    @property
+    def size(self) -> int:
+        return sum(r.size for r in self.regions)
+
+    def fill(self, gpa: int, length: int, byte: int = 0) -> None:
+        r, off = self._find(gpa, length)
+        ctypes.memset(r.host_addr + off, byte, length)
 
     def close(self) -> None:
         for r in self.regions:

@@ -1,8 +1,8 @@
 """Guest memory as a vhost-user backend sees it: the front-end's RAM regions, received as
 file descriptors (memfd, share=on) and mapped here MAP_SHARED.
 
-It offers the same interface as god's GuestMemory (read/write/view/contains, raising
-GuestMemoryError outside RAM), so the device models and virtqueue code run unchanged.
+Access (read/write/view/contains, GuestMemoryError outside RAM) is god's RegionMemory, the
+same code as god's own GuestMemory, so the device models and virtqueue code run unchanged.
 Vring addresses arrive as the front-end's own virtual addresses; va_to_gpa translates.
 """
 
@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from god.memory import GuestMemoryError
+from god.memory.guest import RegionMemory
 
 
 @dataclass
@@ -27,7 +28,7 @@ class SharedRegion:
         return self.gpa + self.size
 
 
-class SharedMemory:
+class SharedMemory(RegionMemory):
     def __init__(self) -> None:
         self.regions: list[SharedRegion] = []
 
@@ -44,41 +45,6 @@ class SharedMemory:
         # so a queue still holding a view can never touch unmapped memory).
         view = memoryview(mm)[mmap_offset:mmap_offset + size]
         self.regions.append(SharedRegion(gpa, size, user_addr, view))
-
-    def _find(self, gpa: int, length: int) -> tuple[SharedRegion, int]:
-        if gpa < 0 or length < 0:
-            raise GuestMemoryError(f"bad guest access {gpa:#x}+{length}")
-        for r in self.regions:
-            if r.gpa <= gpa and gpa + length <= r.end:
-                return r, gpa - r.gpa
-        raise GuestMemoryError(f"guest-physical range {gpa:#x}..{gpa + length:#x} is outside "
-                               "the shared guest RAM")
-
-    def contains(self, gpa: int, length: int = 1) -> bool:
-        try:
-            self._find(gpa, length)
-            return True
-        except GuestMemoryError:
-            return False
-
-    def view(self, gpa: int, length: int) -> memoryview:
-        r, off = self._find(gpa, length)
-        return r.view[off:off + length]
-
-    def read(self, gpa: int, length: int) -> bytes:
-        return bytes(self.view(gpa, length))
-
-    def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None:
-        self.view(gpa, len(data))[:] = data
-
-    def fill(self, gpa: int, length: int, byte: int = 0) -> None:
-        self.view(gpa, length)[:] = bytes([byte]) * length
-
-    def read_int(self, gpa: int, size: int) -> int:
-        return int.from_bytes(self.view(gpa, size), "little")
-
-    def write_int(self, gpa: int, size: int, value: int) -> None:
-        self.write(gpa, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
 
     def va_to_gpa(self, va: int, length: int = 1) -> int:
         for r in self.regions:

@@ -93,31 +93,11 @@ class Chain:
 
     def writable_views(self, mem: Memory, offset: int, length: int) -> list[memoryview]:
         """Zero-copy windows for [offset, offset+length) of the writable part (for readv)."""
-        out: list[memoryview] = []
-        pos = 0
-        end = offset + length
-        for gpa, n in self.writable:
-            lo, hi = max(offset, pos), min(end, pos + n)
-            if lo < hi:
-                out.append(mem.view(gpa + lo - pos, hi - lo))
-            pos += n
-            if pos >= end:
-                break
-        return out
+        return _views(self.writable, mem, offset, length)
 
     def readable_views(self, mem: Memory, offset: int, length: int) -> list[memoryview]:
-        out: list[memoryview] = []
-        pos = 0
-        end = offset + length
-        for gpa, n in self.readable:
-            lo, hi = max(offset, pos), min(end, pos + n)
-            if lo < hi:
-                out.append(mem.view(gpa + lo - pos, hi - lo))
-            pos += n
-            if pos >= end:
-                break
-        return out
-
+        """Zero-copy windows for [offset, offset+length) of the readable part."""
+        return _views(self.readable, mem, offset, length)
 
 class Virtqueue:
     """The device's view of one split virtqueue.
@@ -246,3 +226,18 @@ class Virtqueue:
 
     def wants_interrupt(self) -> bool:
         return not self._avail16[0] & VRING_AVAIL_F_NO_INTERRUPT
+
+
+def _views(segments: list[tuple[int, int]], mem: Memory, offset: int, length: int) -> list[memoryview]:
+    """Windows onto guest RAM covering bytes [offset, offset+length) of a list of segments."""
+    out: list[memoryview] = []
+    pos = 0
+    end = offset + length
+    for gpa, n in segments:
+        lo, hi = max(offset, pos), min(end, pos + n)
+        if lo < hi:
+            out.append(mem.view(gpa + lo - pos, hi - lo))
+        pos += n
+        if pos >= end:
+            break
+    return out
