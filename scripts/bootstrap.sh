@@ -46,6 +46,11 @@ if ((${#still_missing[@]})); then
   fi
 fi
 
+# guests/linux fetches Debian's kernel with `apt-get download`, which needs package lists.
+if [ "$(id -u)" = 0 ] && ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+  apt-get update -qq
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
