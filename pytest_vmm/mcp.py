@@ -112,7 +112,7 @@ class McpClient:
         return self.pending.pop(0)
 
     def recv_json(self, timeout: float | None = None) -> dict[str, Any]:
-        return json.loads(self.recv_frame(timeout))  # type: ignore[no-any-return]
+        return json.loads(self.recv_frame(timeout))
 
     def expect_silence(self, seconds: float) -> bytes | None:
         """A frame if one arrives within ``seconds`` (None: silence, as for notifications)."""
@@ -170,23 +170,23 @@ class McpClient:
         })
         self.server_info = result
         self.notify("notifications/initialized")
-        return result  # type: ignore[no-any-return]
+        return result
 
     def ping(self) -> Any:
         return self.request("ping")
 
     def list_tools(self) -> list[dict[str, Any]]:
-        return self.request("tools/list")["tools"]  # type: ignore[no-any-return]
+        return self.request("tools/list")["tools"]
 
     def call_tool(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
         """The tools/call result (check ``isError``); McpError for protocol errors."""
-        return self.request("tools/call", {"name": name, "arguments": arguments or {}})  # type: ignore[no-any-return]
+        return self.request("tools/call", {"name": name, "arguments": arguments or {}})
 
     def health(self) -> dict[str, Any]:
         result = self.call_tool("health")
         if result.get("isError"):
             raise McpError(INTERNAL_ERROR, f"health failed: {result}")
-        return result["structuredContent"]  # type: ignore[no-any-return]
+        return result["structuredContent"]
 
     def close(self) -> None:
         try:

@@ -25,7 +25,7 @@ def target_scope(nodeid: str, target_ids: list[str]) -> str:
     return nodeid
 
 
-class TargetScheduling(LoadScopeScheduling):  # type: ignore[misc]
+class TargetScheduling(LoadScopeScheduling):  # type: ignore[misc,unused-ignore]
     def __init__(self, config: Any, log: Any, target_ids: list[str]) -> None:
         super().__init__(config, log)
         self.target_ids = target_ids

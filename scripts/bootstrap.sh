@@ -62,7 +62,7 @@ stamp=.venv/.pytest-vmm-installed
 want=$(cat pyproject.toml "${guest_projects[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  editable=(-e '.[dev,zigu,zosia]')
+  editable=(-e '.[dev,zigu,zosia,mcp]')
   for guest in "${guest_projects[@]}"; do
     editable+=(-e "$(dirname "$guest")")
   done
