@@ -301,7 +301,6 @@ impl Vsock {
     /// Process everything the device finished; report connection events to `on`.
     pub fn poll(&mut self, now_ns: u64, on: &mut dyn FnMut(Event<'_>)) -> bool {
         let mut busy = false;
-        self.t.ack_interrupts();
         self.reap_tx();
         while let Some(h) = self.ctrl.front().copied() {
             if !self.send_packet(h, &[]) {
@@ -350,6 +349,9 @@ impl Vsock {
         // notification is harmless (§2.7.13), a lost one would stall the connection.
         if now_ns.saturating_sub(self.last_kick_ns) >= 5_000_000 {
             self.last_kick_ns = now_ns;
+            // We poll the rings; acknowledging keeps the (unused) interrupt line quiet. Not on
+            // every poll: each register access is a VM exit that competes with the device model.
+            self.t.ack_interrupts();
             if self.tx.num_free < self.tx.size {
                 self.t.notify(1);
             }
