@@ -18,7 +18,7 @@ ADAPTER = Path(__file__).resolve().parents[1] / "guests" / "zigu" / "adapter" / 
 if str(ADAPTER) not in sys.path:
     sys.path.insert(0, str(ADAPTER))
 
-import abi_checks  # noqa: E402
+import abi_checks
 
 CHECKS = abi_checks.ALL
 IDS = [c.__name__.removeprefix("check_") for c in CHECKS]

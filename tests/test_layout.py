@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections import defaultdict
 from pathlib import Path
-
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

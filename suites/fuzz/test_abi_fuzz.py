@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import settings, strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 ADAPTER = Path(__file__).resolve().parents[2] / "guests" / "zigu" / "adapter" / "python-3.12"
 if str(ADAPTER) not in sys.path:
@@ -207,8 +214,8 @@ def test_abi_fuzz_host() -> None:
 
 @pytest.mark.vmm_requires("abi")
 def test_abi_fuzz_in_guest(shared_machine) -> None:
-    from ukernel_channel import GuestAbi
     from ukernel_abi import UK
+    from ukernel_channel import GuestAbi
 
     abi = GuestAbi(shared_machine, timeout=30.0)
     cur = settings()

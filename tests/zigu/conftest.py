@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from zigu_testlib import ZIGU, qemu_unavailable
 
 

@@ -1,7 +1,6 @@
 """Every ABI rule, through ctypes on libzigu_abi.so (the kernel's abi.zig built for the host)."""
-import pytest
-
 import abi_checks
+import pytest
 
 
 @pytest.mark.parametrize("check", abi_checks.ALL, ids=lambda c: c.__name__.removeprefix("check_"))
@@ -22,6 +21,7 @@ def test_log_reaches_the_platform(host_abi):
 def test_host_call_rate(host_abi):
     """Native rate of the dispatcher (the >= 5,000 calls/s goal is for the ctypes path)."""
     import time
+
     from ukernel_abi import UK
 
     host_abi.reset(UK.WL_DEFAULT)

@@ -37,8 +37,8 @@ def test_without_io_cap_the_loop_cannot_start(zigu_build):
 
 def test_selector_in_process(host_abi):
     import asyncio
+
     import runtime
-    from ukernel_abi import UK
 
     runtime.start("default", caps=("IO", "TIME"))
     try:

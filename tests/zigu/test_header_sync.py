@@ -1,14 +1,13 @@
 """include/ukernel_abi.h and kernel/abi.zig must agree on every constant, both ways."""
 import re
-import subprocess
 import shutil
+import subprocess
 
 import pytest
-
 from zigu_testlib import ZIGU
 
 HEADER = ZIGU / "include" / "ukernel_abi.h"
-DEFINE_RE = re.compile(r"^#define\s+(UK_[A-Z0-9_]+)\s+\(?(-?(?:0x[0-9a-fA-F]+|\d+))[LlUu]*\)?(?:\s|$)", re.M)
+DEFINE_RE = re.compile(r"^#define\s+(UK_[A-Z0-9_]+)\s+\(?(-?(?:0x[0-9a-fA-F]+|\d+))[LlUu]*\)?(?:\s|$)", re.MULTILINE)
 
 
 def header_constants() -> dict[str, int]:

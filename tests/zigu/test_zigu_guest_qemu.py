@@ -2,10 +2,8 @@
 import re
 import subprocess
 
-import pytest
-
 import abi_checks
-from zigu_testlib import qemu_unavailable
+import pytest
 
 
 def test_kernel_image_is_pvh_and_sse_free(zigu_build):
@@ -26,7 +24,7 @@ def test_boot_ready_and_abi_sequence(zigu_guest):
     assert toks[0] == "pong" and toks[1:3] == ["0", "0"]
     h = int(toks[3])
     assert h > 0 and toks[4:] == ["-8", "-7"]  # NET denied by policy, kind 99 bad
-    toks = abi.request(f"log 6869", f"enter {h}", "log 6869", "active", f"release {h}", f"release {h}", "log 6869")
+    toks = abi.request("log 6869", f"enter {h}", "log 6869", "active", f"release {h}", f"release {h}", "log 6869")
     assert toks == ["-1", "2", "2", "2", "0", "-3", "-1"]
     g._log.flush()
     assert re.search(rb"zigu: log\[default\] hi\r*\n", open(g._log.name, "rb").read())  # the LOG capability's output

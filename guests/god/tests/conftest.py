@@ -3,7 +3,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from guestbuild import have_gcc
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from god.boot import BootInputs, Module
 from god.devices.console import CallbackConsole

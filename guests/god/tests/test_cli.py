@@ -14,7 +14,6 @@ import time
 
 import pexpect
 import pytest
-
 from guestbuild import build_c64
 
 ECHO_C = r"""

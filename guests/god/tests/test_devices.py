@@ -6,7 +6,6 @@ import calendar
 import time
 
 import pytest
-
 from god.devices.bus import Bus, BusError
 from god.devices.cmos import Cmos
 from god.devices.exitport import ExitPort
@@ -154,6 +153,7 @@ def test_i8042_keyboard_irq_when_enabled():
 
 def test_eventloop_timer_and_reader():
     import os
+
     from god.devices.eventloop import EventLoop
     loop = EventLoop()
     loop.start()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from guestbuild import build_asm, run_guest
-
 from god.kvm import kvm_flavour
 from god.vcpu.runner import STATUS_GUEST_CRASH, STATUS_GUEST_RESET, STATUS_TRIPLE_FAULT
+from guestbuild import build_asm, run_guest
 
 TRIPLE = """
 .globl _start

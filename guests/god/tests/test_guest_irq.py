@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import time
 
-from guestbuild import build_c64, run_guest
-
 from god.kvm import ioctls as k
+from guestbuild import build_c64, run_guest
 
 UART_RX_COMMON = r"""
 static volatile int got = -1, irqs;

@@ -7,8 +7,9 @@ import os
 import subprocess
 
 import pytest
-
-from god.kvm import Kvm, ioctls as k, structs as s
+from god.kvm import Kvm
+from god.kvm import ioctls as k
+from god.kvm import structs as s
 from god.kvm.caps import CAPS
 from god.kvm.system import kvm_flavour
 

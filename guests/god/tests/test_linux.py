@@ -11,10 +11,8 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
 from god.kvm import kvm_flavour
 from test_loaders import debian_kernel  # noqa: F401  (fixture)
 

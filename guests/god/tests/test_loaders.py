@@ -10,14 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from guestbuild import build_asm, build_elf32, run_guest
-
 from god.boot import BootInputs, LoaderError, Module, detect_format, load_kernel
 from god.boot import layout as L
 from god.boot.linux import parse_header
 from god.boot.multiboot import find_header
 from god.memory import GuestMemory
+from guestbuild import build_asm, build_elf32, run_guest
 
 PUTS32 = """
 /* puts(%edi): NUL-terminated string to COM1 */

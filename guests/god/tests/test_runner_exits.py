@@ -6,14 +6,18 @@ from __future__ import annotations
 import struct
 
 import pytest
-
 from god.devices.bus import Bus
 from god.kvm import ioctls as k
 from god.kvm import structs as s
 from god.memory import GuestMemory
 from god.vcpu.explain import classify
-from god.vcpu.runner import (STATUS_GUEST_CRASH, STATUS_GUEST_RESET, STATUS_OK,
-                             STATUS_TRIPLE_FAULT, VcpuRunner)
+from god.vcpu.runner import (
+    STATUS_GUEST_CRASH,
+    STATUS_GUEST_RESET,
+    STATUS_OK,
+    STATUS_TRIPLE_FAULT,
+    VcpuRunner,
+)
 
 
 class FakeVcpu:

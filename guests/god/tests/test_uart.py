@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from god.devices import serial as S
 from god.devices.irq import RecordingIrq
 from god.devices.serial import Uart16550

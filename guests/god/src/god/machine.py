@@ -13,16 +13,15 @@ import signal
 import threading
 from dataclasses import dataclass, field
 
-from god.boot import BootInputs, EntryState, load_kernel
+from god.boot import BootInputs, EntryState, load_kernel, mptable
 from god.boot import layout as L
-from god.boot import mptable
 from god.boot.cpu import apply as apply_entry
 from god.devices.bus import Bus, Device, stderr_trace
 from god.devices.cmos import CMOS_BASE, Cmos
 from god.devices.console import Console, NullConsole
 from god.devices.eventloop import EventLoop
 from god.devices.exitport import EXIT_PORT, ExitPort
-from god.devices.i8042 import AUX_IRQ, DATA_PORT, KBD_IRQ, STATUS_PORT, I8042
+from god.devices.i8042 import AUX_IRQ, DATA_PORT, I8042, KBD_IRQ, STATUS_PORT
 from god.devices.irq import KvmIrqLine
 from god.devices.serial import COM1_BASE, COM1_IRQ, Uart16550
 from god.kvm import Kvm, KvmError
@@ -272,7 +271,7 @@ class Machine:
             except OSError:
                 pass
 
-    def __enter__(self) -> "Machine":
+    def __enter__(self) -> Machine:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,7 +4,6 @@ virtual addresses, kick/call eventfds, GET_VRING_BASE, and malformed messages.""
 
 from __future__ import annotations
 
-import mmap
 import os
 import select
 import socket
@@ -12,12 +11,12 @@ import struct
 import threading
 
 import pytest
-from pydriver import Alloc, DriverQueue
-
 from god.vhost_user import backend as B
 from god.vhost_user.backend import VhostUserBackend
 from god.vhost_user.memory import SharedMemory
 from god.virtio.vsock import HDR, HDR_SIZE, OP_REQUEST, VirtioVsock
+from pydriver import Alloc, DriverQueue
+
 from pytest_vmm import vsock as hv
 
 MEM = 4 << 20

@@ -13,7 +13,7 @@ from god.boot.multiboot import find_header, load_multiboot
 from god.boot.pvh import load_pvh, pvh_entry
 from god.memory import GuestMemory
 
-__all__ = ["BootInputs", "Module", "EntryState", "LoaderError", "detect_format", "load_kernel"]
+__all__ = ["BootInputs", "EntryState", "LoaderError", "Module", "detect_format", "load_kernel"]
 
 
 def detect_format(data: bytes) -> str:

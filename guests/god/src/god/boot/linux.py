@@ -59,7 +59,7 @@ def parse_header(data: bytes) -> SetupHeader:
     version = struct.unpack_from("<H", data, 0x206)[0]
     if version < 0x0206:
         raise LoaderError(f"boot protocol {version >> 8}.{version & 0xFF} is too old (need 2.06+)")
-    u32 = lambda off: struct.unpack_from("<I", data, off)[0]  # noqa: E731
+    u32 = lambda off: struct.unpack_from("<I", data, off)[0]
     hdr = SetupHeader(
         setup_sects=data[0x1F1] or 4,
         version=version,

@@ -18,7 +18,8 @@ from __future__ import annotations
 import bisect
 import sys
 from collections import Counter
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 
 class Device(Protocol):
@@ -119,7 +120,7 @@ class _Unassigned:
     """What one unassigned address answers: all ones on read, writes dropped. Counts its
     accesses itself (cheap on the vCPU hot path); the bus reports only the first."""
 
-    __slots__ = ("bus", "addr", "n")
+    __slots__ = ("addr", "bus", "n")
 
     def __init__(self, bus: Bus, addr: int) -> None:
         self.bus, self.addr, self.n = bus, addr, 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 CMOS_BASE = 0x70
 

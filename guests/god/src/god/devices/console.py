@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import termios
-from typing import Callable
+from collections.abc import Callable
 
 from god.devices.eventloop import EventLoop
 
@@ -143,7 +143,7 @@ class UnixSocketConsole(Console):
         self.server.bind(path)
         self.server.listen(1)
         self.server.setblocking(False)
-        self.client: "socket.socket | None" = None
+        self.client: socket.socket | None = None
         self.backlog = bytearray()
         self._loop: EventLoop | None = None
         self._feed: Feed | None = None

@@ -6,7 +6,7 @@ the guest are always odd, so they never collide with the VMM's own (even) error 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 EXIT_PORT = 0xF4
 

@@ -7,7 +7,8 @@ the guest programmed them); tests plug in a RecordingIrq.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 
 class IrqLine(Protocol):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from god.devices.eventloop import Scheduler, Timer
 from god.devices.irq import IrqLine

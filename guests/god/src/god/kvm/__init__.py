@@ -2,4 +2,4 @@
 
 from god.kvm.system import Kvm, KvmError, VcpuFd, VmFd, kvm_flavour
 
-__all__ = ["Kvm", "KvmError", "VmFd", "VcpuFd", "kvm_flavour"]
+__all__ = ["Kvm", "KvmError", "VcpuFd", "VmFd", "kvm_flavour"]

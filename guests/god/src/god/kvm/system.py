@@ -110,7 +110,7 @@ class Kvm:
                     raise KvmError(f"KVM_GET_SUPPORTED_CPUID failed: {e}") from e
                 n *= 2
 
-    def create_vm(self) -> "VmFd":
+    def create_vm(self) -> VmFd:
         fd = _ioctl(self.fd, "KVM_CREATE_VM", k.KVM_CREATE_VM, 0)
         return VmFd(self, fd)
 
@@ -179,7 +179,7 @@ class VmFd:
                              flags=flags)
         _ioctl(self.fd, "KVM_IOEVENTFD", k.KVM_IOEVENTFD, req)
 
-    def create_vcpu(self, index: int) -> "VcpuFd":
+    def create_vcpu(self, index: int) -> VcpuFd:
         fd = _ioctl(self.fd, "KVM_CREATE_VCPU", k.KVM_CREATE_VCPU, index)
         return VcpuFd(self, index, fd)
 

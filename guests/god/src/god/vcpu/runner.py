@@ -11,8 +11,8 @@ from __future__ import annotations
 import fcntl
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from god.devices.bus import Bus
 from god.kvm import ioctls as k
