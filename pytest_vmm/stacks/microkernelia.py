@@ -1,8 +1,11 @@
 """Stack ``microkernelia``: the Rust no_std unikernel serving MCP over virtio-vsock, on god.
 
 The model disk (``model.img``, virtio-blk) is attached read-only; QEMU's virtio-mmio is asked
-for virtio 1.x (the guest drives virtio-mmio version 2 only). The agent answers hello, ping,
-in, out, rd, wr, clock and exit (no interrupts or timers yet: no irq/timer capability).
+for virtio 1.x (the guest drives virtio-mmio version 2 only). The agent answers the whole
+protocol but its SMP parts (one vCPU): port and guarded MMIO access (faults -> err 5), IOAPIC
+lines, vector counts, EOI, self-IPIs, the console UART's receive path, clock, HLT, the LAPIC
+one-shot and the PIT (docs/microkernelia.md, "Rings": interrupts are taken from ring 3 by
+small ring-0 stubs).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ stack = Stack(
     boot=boot,
     default_hypervisor="god",
     hypervisors=("god", "qemu"),
-    capabilities=frozenset({"serial", "agent", "mcp", "vsock"}),
+    capabilities=frozenset({"serial", "agent", "mcp", "vsock", "mmio", "irq", "timer"}),
     channels={"agent": agent_channel},
     needs_from_hypervisor=frozenset({"vsock"}),
 )

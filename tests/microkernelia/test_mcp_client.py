@@ -115,3 +115,10 @@ def test_fake_server_survives_sequences(seq: list[bytes]) -> None:
         answered = sum(1 for f in seq if is_oversize(f) or handle(f[4:]) is not None)
         for _ in range(answered):
             assert json.loads(c.recv_frame())["jsonrpc"] == "2.0"
+
+
+def test_cli_is_installed_as_vmm_mcp() -> None:
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="vmm-mcp")
+    assert script.load() is mcp.main

@@ -4,9 +4,17 @@
  * stack guard page), enters long mode, loads GDT/TSS/IDT and drops to ring 3 with IOPL=3.
  * The Rust kernel runs entirely at CPL3: MMIO through U=1 pages, port I/O by trap-and-emulate:
  * PVM does not honour IOPL (an `in`/`out` at CPL3 raises #GP; `int $0x80` is #UD and `syscall`
- * stays at CPL3), so the #GP handler below performs in/out/rep outsb for ring 3 and returns, no interrupts
- * (virtio and serial are polled). Exceptions come back here: the handler prints a
- * PANIC line on COM1 and exits through the isa-debug-exit port. */
+ * stays at CPL3), so the #GP handler below performs in/out/rep outsb for ring 3 and returns.
+ * The same #GP handler emulates `cli`/`sti` (the saved IF of ring 3) and `hlt` (an
+ * interrupt-enabled HLT here, skipped when an interrupt came since ring 3 looked, see
+ * emu_hlt). A #PF/#GP at a guarded access (guarded_start..guarded_end, the agent's rd/wr)
+ * resumes at guarded_fault with the vector in %rax (Linux exception-table style).
+ * Interrupts (vectors 32..255) are taken from ring 3 (IF=1 there): irq_common counts them per
+ * vector with the TSC of the first and last one, drains the console UART into a ring buffer
+ * on vector 0xe4, and EOIs the LAPIC unless the vector is marked manual-EOI. Everything else
+ * (routing, timers, the agent) is Rust at CPL3 through MMIO.
+ * Other exceptions: the handler prints a PANIC line on COM1 and exits through the
+ * isa-debug-exit port. */
 
     .section .note.Xen, "a"
     .p2align 2
@@ -97,10 +105,10 @@ start64:
     movw $0x40, %ax
     ltr %ax
 
-    /* IDT: 32 exception gates to stubs laid out every 16 bytes. */
+    /* IDT: 256 gates (32 exceptions, 224 interrupts) to stubs laid out every 16 bytes. */
     movabsq $idt, %rdi
     movabsq $exc_stubs, %rax
-    movl $32, %ecx
+    movl $256, %ecx
 2:  movw %ax, (%rdi)
     movw $0x10, 2(%rdi)
     movw $0x8E00, 4(%rdi)
@@ -141,17 +149,52 @@ exc_stubs:
     jmp exc_common
     .endr
 
+    /* vectors 32..255: interrupts */
+    .set irqvec, 32
+    .rept 224
+    .p2align 4
+    pushq $irqvec
+    jmp irq_common
+    .set irqvec, irqvec + 1
+    .endr
+
 exc_common:
     /* stack: vector, error code, rip, cs, rflags, rsp, ss */
-    cmpq $13, (%rsp)
-    jne panic_report
     testb $3, 24(%rsp)
     jz panic_report
-    /* #GP from ring 3: emulate the port instruction at rip (the CPL3 port I/O path). */
+    cmpq $14, (%rsp)
+    je guarded
+    cmpq $13, (%rsp)
+    jne panic_report
+guarded:
+    /* #PF/#GP from ring 3 at a guarded access: resume at guarded_fault, %rax = vector. */
+    pushq %rax
+    pushq %rdx
+    /* now: 16 vector, 24 error, 32 rip */
+    movq 32(%rsp), %rax
+    leaq guarded_start(%rip), %rdx
+    cmpq %rdx, %rax
+    jb 1f
+    leaq guarded_end(%rip), %rdx
+    cmpq %rdx, %rax
+    jae 1f
+    leaq guarded_fault(%rip), %rdx
+    movq %rdx, 32(%rsp)
+    movq 16(%rsp), %rax
+    movq %rax, 8(%rsp)
+    popq %rdx
+    popq %rax
+    addq $16, %rsp
+    iretq
+1:  popq %rdx
+    popq %rax
+    cmpq $13, (%rsp)
+    jne panic_report
+    /* #GP from ring 3: emulate the instruction at rip (port I/O, cli, sti, hlt). */
     pushq %rsi
     pushq %rbx
     pushq %rcx
-    /* now: 24 vector, 32 error, 40 rip, 48 cs */
+    /* now: 24 vector, 32 error, 40 rip, 48 cs, 56 rflags */
     movq 40(%rsp), %rsi
     movzbl (%rsi), %ebx
     cmpb $0xEE, %bl
@@ -164,6 +207,12 @@ exc_common:
     je io_inl
     cmpb $0xF3, %bl
     je io_rep
+    cmpb $0xFA, %bl
+    je emu_cli
+    cmpb $0xFB, %bl
+    je emu_sti
+    cmpb $0xF4, %bl
+    je emu_hlt
     cmpb $0x66, %bl
     jne io_fail
     movzbl 1(%rsi), %ebx
@@ -172,6 +221,24 @@ exc_common:
     cmpb $0xED, %bl
     je io_inw
     jmp io_fail
+emu_cli:
+    andq $~0x200, 56(%rsp)
+    movl $1, %ebx
+    jmp io_done
+emu_sti:
+    orq $0x200, 56(%rsp)
+    movl $1, %ebx
+    jmp io_done
+emu_hlt:
+    /* ring 3 passes in %rax the irq_total it saw before deciding to sleep: if an interrupt
+     * came since, return at once; else sti;hlt (atomic) until the next one. */
+    movl $1, %ebx
+    cmpq irq_total(%rip), %rax
+    jne io_done
+    sti
+    hlt
+    cli
+    jmp io_done
 io_rep:
     cmpb $0x6E, 1(%rsi)         /* rep outsb: %rsi buffer, %rcx count, %dx port */
     jne io_fail
@@ -265,6 +332,88 @@ panic_report:
     hlt
     jmp 4b
 
+/* ---------------------------------------------------------------- interrupts (ring 0) */
+irq_common:
+    /* stack: vector, rip, cs, rflags, rsp, ss */
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    movzbl 24(%rsp), %ecx
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax
+    leaq irq_last_tsc(%rip), %rdx
+    movq %rax, (%rdx,%rcx,8)
+    leaq irq_first_tsc(%rip), %rdx
+    cmpq $0, (%rdx,%rcx,8)
+    jne 1f
+    movq %rax, (%rdx,%rcx,8)
+1:  leaq irq_counts(%rip), %rdx
+    incl (%rdx,%rcx,4)
+    incq irq_total(%rip)
+    cmpl $0xE4, %ecx
+    jne 2f
+    call uart_drain
+2:  cmpl $0xFF, %ecx            /* LAPIC spurious: no EOI */
+    je 9f
+    cmpl $0x30, %ecx
+    jae 3f
+    cmpl $0x2F, %ecx            /* 8259 (remapped to 0x20..0x2f, masked): spurious only; */
+    jne 9f                      /* a spurious IRQ15 still needs the master's EOI */
+    movb $0x20, %al
+    outb %al, $0x20
+    jmp 9f
+3:  leaq irq_manual(%rip), %rdx
+    cmpb $0, (%rdx,%rcx)
+    je 4f
+    incl irq_held(%rip)         /* manual EOI: ring 3 sends it (agent command eoi) */
+    jmp 9f
+4:  movabsq $0xFEE000B0, %rdx
+    movl $0, (%rdx)
+9:  popq %rdx
+    popq %rcx
+    popq %rax
+    addq $8, %rsp
+    iretq
+
+/* Console UART (COM1) receive: drain the FIFO into uart_ring (single producer: this
+ * handler; single consumer: ring 3). Clobbers rax, rdx. */
+uart_drain:
+    pushq %rbx
+    pushq %rcx
+    pushq %rsi
+    incl uart_rx_irqs(%rip)
+    movl $4096, %esi            /* bound: a stuck LSR cannot hold ring 0 forever */
+10: movw $0x3FD, %dx
+    inb %dx, %al
+    testb $2, %al
+    jz 11f
+    incl uart_overruns(%rip)
+11: testb $1, %al
+    jz 14f
+    movw $0x3F8, %dx
+    inb %dx, %al
+    incl uart_rx_bytes(%rip)
+    movl uart_head(%rip), %ebx
+    movl %ebx, %edx
+    subl uart_tail(%rip), %edx
+    cmpl $4096, %edx
+    jae 12f
+    movl %ebx, %edx
+    andl $4095, %edx
+    leaq uart_ring(%rip), %rcx
+    movb %al, (%rcx,%rdx)
+    incl %ebx
+    movl %ebx, uart_head(%rip)
+    jmp 13f
+12: incl uart_dropped(%rip)
+13: decl %esi
+    jnz 10b
+14: popq %rsi
+    popq %rcx
+    popq %rbx
+    ret
+
 /* putc %al on COM1 (waits for THR empty) */
 putc:
     pushq %rdx
@@ -325,6 +474,53 @@ ring3_entry:
     call kmain
 8:  jmp 8b
 
+/* ---------------------------------------------------------------- guarded accesses (ring 3)
+ * g_rdN(addr, out) -> 0 and *out = value; g_wrN(addr, value) -> 0. A fault in
+ * guarded_start..guarded_end resumes at guarded_fault with %rax = the vector (13 or 14);
+ * nothing is pushed before the access, so `ret` there returns to the caller. */
+    .text
+    .globl g_rd8, g_rd16, g_rd32, g_rd64, g_wr8, g_wr16, g_wr32, g_wr64, guarded_fault
+guarded_start:
+g_rd8:
+    movzbl (%rdi), %eax
+    movq %rax, (%rsi)
+    xorl %eax, %eax
+    ret
+g_rd16:
+    movzwl (%rdi), %eax
+    movq %rax, (%rsi)
+    xorl %eax, %eax
+    ret
+g_rd32:
+    movl (%rdi), %eax
+    movq %rax, (%rsi)
+    xorl %eax, %eax
+    ret
+g_rd64:
+    movq (%rdi), %rax
+    movq %rax, (%rsi)
+    xorl %eax, %eax
+    ret
+g_wr8:
+    movb %sil, (%rdi)
+    xorl %eax, %eax
+    ret
+g_wr16:
+    movw %si, (%rdi)
+    xorl %eax, %eax
+    ret
+g_wr32:
+    movl %esi, (%rdi)
+    xorl %eax, %eax
+    ret
+g_wr64:
+    movq %rsi, (%rdi)
+    xorl %eax, %eax
+    ret
+guarded_end:
+guarded_fault:
+    ret
+
     .section .rodata
 msg_panic: .asciz "\r\nPANIC: microkernelia: cpu exception "
 msg_err:   .asciz " error "
@@ -374,16 +570,36 @@ gdt_ptr:
     .quad gdt
     .p2align 4
 idt_ptr:
-    .word 32 * 16 - 1
+    .word 256 * 16 - 1
     .quad idt
     .p2align 4
 idt:
-    .fill 32 * 16, 1, 0
+    .fill 256 * 16, 1, 0
 tss:
     .fill 104, 1, 0
     .globl pvh_start_info
 pvh_start_info:
     .quad 0
+
+    /* Interrupt state shared with ring 3 (zeroed with .bss before interrupts are enabled). */
+    .section .bss
+    .p2align 12
+    .globl irq_counts, irq_first_tsc, irq_last_tsc, irq_manual, irq_held, irq_total
+    .globl uart_ring, uart_head, uart_tail, uart_rx_bytes, uart_rx_irqs, uart_overruns, uart_dropped
+irq_first_tsc: .skip 256 * 8
+irq_last_tsc:  .skip 256 * 8
+irq_counts:    .skip 256 * 4
+irq_manual:    .skip 256
+irq_total:     .skip 8
+irq_held:      .skip 4
+uart_head:     .skip 4
+uart_tail:     .skip 4
+uart_rx_bytes: .skip 4
+uart_rx_irqs:  .skip 4
+uart_overruns: .skip 4
+uart_dropped:  .skip 4
+    .p2align 6
+uart_ring:     .skip 4096
 
     .section .stack, "aw", @nobits
     .p2align 12

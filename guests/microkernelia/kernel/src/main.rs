@@ -1,14 +1,16 @@
 //! microkernelia: a no_std unikernel serving MCP over virtio-vsock.
 //!
-//! Ring 0 is only `boot.S` (page tables, long mode, GDT/TSS/IDT, exception reporting). All of
-//! this Rust runs at CPL3 with IOPL=3 (see docs/microkernelia.md: under PVM, CPL0 code is
-//! emulated and cannot use SSE; CPL3 runs natively).
+//! Ring 0 is only `boot.S` (page tables, long mode, GDT/TSS/IDT, exception reporting,
+//! trap-and-emulate of in/out/cli/sti/hlt, interrupt counting stubs). All of this Rust runs at
+//! CPL3 with IOPL=3, interrupts on once booted (see docs/microkernelia.md: under PVM, CPL0
+//! code is emulated and cannot use SSE; CPL3 runs natively).
 #![no_std]
 #![no_main]
 extern crate alloc;
 
 mod agent;
 mod heap;
+mod intr;
 mod mcpd;
 mod pvh;
 mod sched;
@@ -26,6 +28,10 @@ global_asm!(include_str!("mem.S"), options(att_syntax, raw));
 /// vsock port the MCP server listens on.
 pub const MCP_PORT: u32 = 5000;
 
+/// RAM the agent's tests may scribble on (suites/test_mmio.py writes at 4 MiB, "free RAM above
+/// the guest's image"): the heap starts above it.
+const SCRATCH: (usize, usize) = (0x40_0000, 0x41_0000);
+
 extern "C" {
     static __kernel_end: u8;
 }
@@ -38,10 +44,16 @@ fn serial_sink(data: &[u8]) {
 pub extern "C" fn kmain(start_info: u64) -> ! {
     serial::init();
     logging::set_sink(serial_sink);
+    intr::init();
     time::init();
-    serial_println!("microkernelia: booting at CPL3, tsc {} kHz", time::tsc_khz());
+    serial_println!("microkernelia: booting at CPL3, tsc {} kHz, lapic timer {} kHz ({})",
+                    time::tsc_khz(), time::lapic_khz(), time::calibrated_by());
     let kernel_end = unsafe { &__kernel_end as *const u8 as usize };
-    let heap_start = (kernel_end + (2 << 20) - 1) & !((2 << 20) - 1);
+    if kernel_end > SCRATCH.0 {
+        serial_println!("PANIC: microkernelia: image ends at {:#x}, above the agent's scratch RAM", kernel_end);
+        serial::exit(0x7d);
+    }
+    let heap_start = ((kernel_end + (2 << 20) - 1) & !((2 << 20) - 1)).max(SCRATCH.1);
     let heap_end = unsafe { pvh::ram_end(start_info, heap_start) }.min(0xC000_0000);
     if heap_end <= heap_start + (8 << 20) {
         serial_println!("PANIC: microkernelia: not enough RAM (heap would be {:#x}..{:#x})", heap_start, heap_end);
@@ -95,6 +107,8 @@ pub extern "C" fn kmain(start_info: u64) -> ! {
             }
         }
     }
+    serial_println!("microkernelia: interrupts on (ioapic pit pin {}, mp table {})", intr::line_pin(0), intr::mptable_found());
+    intr::enable();
     agent::banner();
     scheduler.run()
 }

@@ -1,4 +1,5 @@
-//! COM1 (16550) at 0x3f8 and port I/O for ring 3 (trap-and-emulate at CPL3, see boot.S), polled.
+//! COM1 (16550) at 0x3f8 and port I/O for ring 3 (trap-and-emulate at CPL3, see boot.S).
+//! Transmit is polled (in boot.S's `rep outsb` emulation); receive is interrupt-driven (intr.rs).
 use core::arch::asm;
 
 pub const COM1: u16 = 0x3f8;
@@ -42,8 +43,8 @@ pub fn init() {
     outb(COM1, 0x01); // 115200
     outb(COM1 + 1, 0x00);
     outb(COM1 + 3, 0x03); // 8N1
-    outb(COM1 + 2, 0xC7); // FIFO on, cleared
-    outb(COM1 + 4, 0x03); // DTR, RTS
+    outb(COM1 + 2, 0x07); // FIFO on, both cleared, RX trigger at 1 byte
+    outb(COM1 + 4, 0x0B); // DTR, RTS, OUT2 (OUT2 gates the IRQ line on a PC)
 }
 
 /// Write bytes to COM1 with one `rep outsb` (one trap for the whole buffer at CPL3).
@@ -54,11 +55,6 @@ pub fn write(data: &[u8]) {
                  options(nostack, readonly, preserves_flags))
         }
     }
-}
-
-/// One received byte, if any.
-pub fn read_byte() -> Option<u8> {
-    if inb(COM1 + 5) & 1 != 0 { Some(inb(COM1)) } else { None }
 }
 
 /// isa-debug-exit (QEMU and god): the VMM exits with `(status << 1) | 1`.
