@@ -4,7 +4,7 @@ Framing (microkernelia, docs/microkernelia.md): u32 big-endian length + that man
 UTF-8 JSON; bodies above 1 MiB are refused by the guest (error reply, then close). The socket
 comes from :mod:`pytest_vmm.vsock` (hybrid Unix socket with ``CONNECT <port>``, or AF_VSOCK).
 
-Command line, like the seed's mcp-cli::
+Command line, like the seed's mcp-cli (installed as ``vmm-mcp``)::
 
     python -m pytest_vmm.mcp initialize --uds /tmp/vm/vsock.sock --port 5000
     python -m pytest_vmm.mcp tools --uds PATH
