@@ -49,6 +49,8 @@ class MachineConfig:
     artifacts_dir: Path
     boot_timeout_s: float
     channels: dict[str, ChannelFactory] = field(default_factory=dict)
+    # The accelerator's slowness (hypervisor.timeout_multiplier): channels scale their waits by it.
+    timeout_factor: float = 1.0
     health: Callable[[Machine], bool] | None = None
 
 

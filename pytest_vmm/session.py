@@ -108,6 +108,7 @@ class VmmSession:
             host=self.host,
             artifacts_dir=artifacts_dir,
             boot_timeout_s=base * avail.timeout_factor,
+            timeout_factor=avail.timeout_factor,
             channels=dict(target.stack.channels),
             health=target.stack.health,
         ))

@@ -43,9 +43,11 @@ def guest_recipe(name: str, *requires: Requirement, version: str = "1",
 
 
 def agent_channel(machine: object) -> object:
-    from pytest_vmm.agent.client import AgentClient
+    from pytest_vmm.agent.client import DEFAULT_TIMEOUT, AgentClient
 
-    return AgentClient(machine.console)  # type: ignore[attr-defined]
+    # A guest under TCG (or nested in the lane) answers several times slower than under KVM.
+    factor = machine.config.timeout_factor  # type: ignore[attr-defined]
+    return AgentClient(machine.console, timeout=DEFAULT_TIMEOUT * factor)  # type: ignore[attr-defined]
 
 
 def agent_ready_pattern() -> bytes:
