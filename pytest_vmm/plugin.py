@@ -22,6 +22,7 @@ from pytest_vmm.session import MachinePool, VmmSession, build_registry
 SESSION_KEY = pytest.StashKey[VmmSession]()
 MACHINES_KEY = pytest.StashKey[list[Machine]]()
 PHASE_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
+POOL_KEY = pytest.StashKey[MachinePool]()
 
 hypothesis_profiles.register()
 
@@ -265,15 +266,33 @@ def machine(request: pytest.FixtureRequest, vmm: VmmSession, vmm_stack: Target,
 def _vmm_pool(vmm: VmmSession, pytestconfig: pytest.Config) -> Iterator[MachinePool]:
     worker = getattr(pytestconfig, "workerinput", {}).get("workerid", "main")
     pool = MachinePool(vmm, worker)
+    pytestconfig.stash[POOL_KEY] = pool
     yield pool
+    del pytestconfig.stash[POOL_KEY]
+    _close_pool(pool)
+
+
+def _close_pool(pool: MachinePool) -> None:
     problems = pool.close()
     if problems:
         pytest.fail("shared machines left things behind: " + "; ".join(problems), pytrace=False)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    """Shared machines live as long as their module: an idle guest (a polling kernel spins its
+    vCPU) must not take CPU from the tests that come after it."""
+    result = yield
+    pool = item.config.stash.get(POOL_KEY, None)
+    if pool is not None and pool.machines and (nextitem is None or nextitem.path != item.path):
+        _close_pool(pool)
+    return result
+
+
 @pytest.fixture
 def shared_machine(request: pytest.FixtureRequest, vmm_stack: Target, _vmm_pool: MachinePool) -> Iterator[Machine]:
-    """One booted guest per target per worker, shared by tests; rebooted if it died."""
+    """One booted guest per target per worker, shared by the tests of a module (shut down when
+    the run leaves the module); health-checked and rebooted if it died."""
     try:
         booted = _vmm_pool.get(vmm_stack)
     except TargetUnavailable as exc:

@@ -152,6 +152,31 @@ def test_shared_machine_boots_once_and_reboots_after_death(fake_project) -> None
     pytester.runpytest("--vmm=fake").assert_outcomes(passed=3)
 
 
+def test_shared_machine_is_shut_down_when_the_run_leaves_its_module(fake_project) -> None:
+    """An idle shared guest must not outlive its module (a polling kernel spins its vCPU)."""
+    pytester = fake_project()
+    pytester.makepyfile(
+        test_shared_first="""
+            import os
+
+            def test_first(shared_machine):
+                os.environ["VMM_FIRST_PID"] = str(shared_machine.pid)
+
+            def test_still_the_same(shared_machine):
+                assert str(shared_machine.pid) == os.environ["VMM_FIRST_PID"]
+        """,
+        test_shared_second="""
+            import os
+
+            def test_previous_guest_is_gone(shared_machine):
+                first = int(os.environ["VMM_FIRST_PID"])
+                assert shared_machine.pid != first
+                assert not os.path.exists(f"/proc/{first}") or open(f"/proc/{first}/stat").read().split()[2] == "Z"
+        """,
+    )
+    pytester.runpytest("--vmm=fake", "-p", "no:randomly").assert_outcomes(passed=3)
+
+
 def test_logs_of_passing_tests_are_removed_unless_kept(fake_project) -> None:
     pytester = fake_project()
     pytester.makepyfile("""
