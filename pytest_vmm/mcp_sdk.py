@@ -29,6 +29,7 @@ from typing import Any
 try:
     import anyio
     import anyio.to_thread
+    from mcp.shared import exceptions as _sdk_exceptions
     from mcp.shared.message import SessionMessage
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("pytest_vmm.mcp_sdk needs the MCP SDK: pip install 'pytest-vmm[mcp]'") from exc
@@ -36,9 +37,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from pytest_vmm import vsock
 from pytest_vmm.mcp import MAX_FRAME, MCP_PORT, FrameReader, encode_frame, machine_socket
 
-__all__ = ["FrameTooLarge", "machine_client", "vsock_client"]
+__all__ = ["FrameTooLarge", "SdkError", "machine_client", "vsock_client"]
 
 RECV_CHUNK = 1 << 16
+
+
+# The error a ClientSession raises for a JSON-RPC error or a closed connection (SDK 2.x spells
+# it MCPError, 1.x McpError).
+SdkError: type[Exception] = getattr(_sdk_exceptions, "MCPError", None) or _sdk_exceptions.McpError  # type: ignore[attr-defined,unused-ignore]
 
 
 class FrameTooLarge(ValueError):

@@ -19,11 +19,8 @@ anyio = pytest.importorskip("anyio")
 pytest.importorskip("mcp", reason="needs the MCP SDK: pip install 'pytest-vmm[mcp]'")
 
 from mcp import ClientSession
-from mcp.shared import exceptions as sdk_exceptions
 
-from pytest_vmm.mcp_sdk import machine_client
-
-SdkError = getattr(sdk_exceptions, "MCPError", None) or sdk_exceptions.McpError  # 2.x / 1.x spelling
+from pytest_vmm.mcp_sdk import SdkError, machine_client
 
 
 def wire(model: Any) -> dict[str, Any]:

@@ -17,13 +17,10 @@ anyio = pytest.importorskip("anyio")
 pytest.importorskip("mcp")
 
 from mcp import ClientSession
-from mcp.shared import exceptions as sdk_exceptions
 
 from pytest_vmm.mcp import MAX_FRAME
-from pytest_vmm.mcp_sdk import FrameTooLarge, vsock_client
+from pytest_vmm.mcp_sdk import FrameTooLarge, SdkError, vsock_client
 from tests.microkernelia.fake_mcp import hybrid_server
-
-SdkError = getattr(sdk_exceptions, "MCPError", None) or sdk_exceptions.McpError  # 2.x / 1.x spelling
 
 
 def raised(info: pytest.ExceptionInfo[BaseException], kind: type[BaseException]) -> bool:
