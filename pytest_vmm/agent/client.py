@@ -79,6 +79,9 @@ class Hello:
     fields: dict[str, str]
 
 
+PIT_INPUT_HZ = 1193182  # the 8254's input clock (Hz)
+
+
 @dataclass(frozen=True)
 class Clock:
     tsc: int
@@ -92,8 +95,19 @@ class TickCount:
     ticks: int
     ns: int
     hz: int
-    divisor: int = 0  # PIT reload value: the exact rate is 1193182 / divisor Hz
+    divisor: int = 0  # PIT reload value: the exact rate is PIT_INPUT_HZ / divisor Hz
     span_ns: int = 0  # first tick to last tick, by the guest TSC
+
+    def ticks_expected(self) -> tuple[int, int]:
+        """The tick counts the measured window ``ns`` allows, one either way for the edges.
+
+        Checked against the window the guest measured rather than the one asked for: a vCPU
+        that wakes late on a loaded host lengthens the window, and KVM re-injects the ticks
+        it held back meanwhile, so the count follows the measured window.
+        """
+        rate = PIT_INPUT_HZ / self.divisor if self.divisor else float(self.hz)
+        periods = round(self.ns * rate / 1e9)
+        return max(0, periods - 1), periods + 1
 
 
 @dataclass(frozen=True)
