@@ -100,7 +100,7 @@ class ArtifactCache:
                 with log.open("wb") as log_file:
                     result = subprocess.run(
                         argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        cwd=recipe.sources, timeout=BUILD_TIMEOUT_S,
+                        cwd=recipe.sources, timeout=BUILD_TIMEOUT_S, check=False,
                     )
                 if result.returncode != 0:
                     raise BuildError(recipe.name, log, f"exit status {result.returncode}: {_tail(log)}")

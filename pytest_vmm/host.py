@@ -108,7 +108,7 @@ def _host_cpu_khz() -> int:
 def command_works(argv: list[str], timeout: float = 20.0) -> bool:
     """True when a command runs and exits 0 (used for toolchain checks such as zig)."""
     try:
-        return subprocess.run(argv, capture_output=True, timeout=timeout).returncode == 0
+        return subprocess.run(argv, capture_output=True, timeout=timeout, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 

@@ -64,6 +64,9 @@ class Hypervisor(abc.ABC):
     accels: tuple[Accel, ...] = ("kvm",)
     # Capabilities this hypervisor can offer a guest beyond the console (e.g. "vsock").
     provides: frozenset[str] = frozenset()
+    # What the host process (machine.pid) runs besides the VMM under test, "" when it is the
+    # VMM alone: checks that read the VMM's CPU time from /proc say so and bound it accordingly.
+    process_also_runs: str = ""
 
     @abc.abstractmethod
     def problem(self, host: HostInfo) -> str:

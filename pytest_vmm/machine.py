@@ -19,7 +19,7 @@ import tty
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from pexpect import EOF, TIMEOUT
 
@@ -83,7 +83,7 @@ class Machine:
         self._companions: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     # ----------------------------------------------------------------- lifecycle
-    def start(self) -> Machine:
+    def start(self) -> Self:
         """Launch the hypervisor and wait for the ready pattern."""
         self.plan = self.config.hypervisor.launch_plan(self.spec, self.config.accel, self.run_dir, self.config.host)
         (self.artifacts_dir / "command.txt").write_text(" ".join(_quote(a) for a in self.plan.argv) + "\n")
@@ -168,6 +168,16 @@ class Machine:
     def pid(self) -> int:
         assert self._process is not None, "machine not started"
         return self._process.pid
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the hypervisor process and its threads have used so far;
+        None without /proc (not Linux) or once the process is gone."""
+        try:
+            raw = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = raw.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def is_alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -350,7 +360,7 @@ class Machine:
     def hypervisor_name(self) -> str:
         return self.config.hypervisor.name
 
-    def __enter__(self) -> Machine:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

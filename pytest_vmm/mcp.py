@@ -22,7 +22,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Any
+from typing import Any, Self
 
 MAX_FRAME = 1 << 20
 MCP_PORT = 5000
@@ -194,7 +194,7 @@ class McpClient:
         except OSError:
             pass
 
-    def __enter__(self) -> McpClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,10 +8,8 @@ Tolerances are stated next to each check. The PIT runs at 100 Hz here: at 1 kHz 
 
 from __future__ import annotations
 
-import os
 import time
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 
@@ -19,6 +17,7 @@ from pytest_vmm import Machine
 from pytest_vmm.agent.client import PIT_INPUT_HZ
 
 RATE_TOLERANCE = 0.01  # 1%
+NESTED_HALT_CPU_LIMIT = 0.60  # of a core, for a VMM nested in an emulated machine (the lane)
 pytestmark = pytest.mark.vmm_requires("timer")
 
 
@@ -165,20 +164,24 @@ def test_halt_on_second_vcpu(machine: Machine) -> None:
     assert 100_000_000 <= halted.ns <= 160_000_000, f"HLT for 100 ms on vCPU1: expected 100..160 ms, observed {halted.ns / 1e6:.1f} ms"
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its threads, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_halted_guest_costs_under_10_percent_of_a_core(machine: Machine) -> None:
-    if not os.path.exists(f"/proc/{machine.pid}/stat"):
-        pytest.skip("needs /proc to read the VMM's CPU time")
     agent = machine.agent
     agent.ping()
-    cpu0, t0 = process_cpu_seconds(machine.pid), time.monotonic()
+    cpu0, t0 = machine.cpu_seconds(), time.monotonic()
+    if cpu0 is None:
+        pytest.skip("needs /proc to read the VMM's CPU time")
     agent.halt(1000)
-    cpu1, t1 = process_cpu_seconds(machine.pid), time.monotonic()
+    cpu1, t1 = machine.cpu_seconds(), time.monotonic()
+    assert cpu1 is not None, "the VMM process went away during the check"
     share = (cpu1 - cpu0) / (t1 - t0)
     machine.record("halt_cpu_percent", round(share * 100, 1))
+    also = machine.config.hypervisor.process_also_runs
+    if also:
+        # A nested VMM's own CPU time is not visible from here: bound the whole stack instead.
+        # An idle emulated Linux costs a fraction of a core; a VMM spinning on a halted vCPU
+        # inside it drives the host process to a full core.
+        assert share < NESTED_HALT_CPU_LIMIT, (
+            f"host process ({also}) while the guest idles in HLT for 1 s: expected < "
+            f"{NESTED_HALT_CPU_LIMIT:.0%} of a core (a spinning VMM costs ~100%), observed {share:.1%}")
+        return
     assert share < 0.10, f"VMM CPU while the guest idles in HLT for 1 s: expected < 10% of a core, observed {share:.1%}"

@@ -187,6 +187,7 @@ class GodSvm(Qemu):
     description = ("god over the real kvm_amd inside a QEMU TCG guest (emulated AMD SVM + NPT): "
                    "hardware-KVM semantics without hardware KVM (docs/lane.md)")
     accels: tuple[Accel, ...] = ("tcg", "kvm")  # type: ignore[assignment]  # tcg first: the lane
+    process_also_runs = "QEMU and the lane's Linux, which run god and its guest"
 
     def problem(self, host: HostInfo) -> str:
         qemu = host.tool(QEMU_BINARY)

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, note
 
 from pytest_vmm import Machine
+from pytest_vmm.hypothesis_profiles import guest_settings
 from pytest_vmm.mcp import ConnectionClosed, McpClient, connect_machine, encode_frame
 from pytest_vmm.strategies.mcp import frame_sequences, is_oversize
 
@@ -35,6 +36,7 @@ def _drain(c: McpClient, until_marker: bool) -> list[bytes]:
         got.append(raw)
 
 
+@guest_settings()
 @given(seq=frame_sequences())
 def test_guest_survives_frame_sequences(shared_machine: Machine, seq: list[bytes]) -> None:
     note(f"frames: {[f[:80] for f in seq]}")

@@ -25,6 +25,8 @@ LINUX_MARKER = "@@linux-on-god initramfs reached"
 # Generous: TCG on a shared 2-core machine; the lane reports its own timings.
 LINUX_TIMEOUT_S = 240
 GOD_SUITE_TIMEOUT_S = 900
+# god's own tests wait this many times longer in the lane (guests/god/tests/waits.py)
+LANE_TIME_SCALE = 4
 
 
 def lane_problem() -> str:
@@ -122,6 +124,7 @@ def lane_boot(request: pytest.FixtureRequest, lane_available: None,
             'echo "@@lane-part godtests start=$(up)"\n'
             "cd /lane/godtests\n"
             "LANE_REPLAY=replay:/lane/godtests/prebuilt.json PYTHONPATH=/lane/god:/lane/site "
+            f"GOD_TEST_TIME_SCALE={LANE_TIME_SCALE:g} "
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "
             f"timeout {GOD_SUITE_TIMEOUT_S} python3 -m pytest -p lane_replay -p no:cacheprovider -q -rfEs --color=no "
             "--continue-on-collection-errors "

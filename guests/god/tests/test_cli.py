@@ -15,6 +15,7 @@ import time
 import pexpect
 import pytest
 from guestbuild import build_c64
+from waits import scaled
 
 ECHO_C = r"""
 static volatile u8 buf[64]; static volatile int head, tail;
@@ -57,7 +58,7 @@ def echo_guest(gcc, tmp_path):
 
 def test_pexpect_console_input_reaches_uart_rx(kvm, echo_guest):
     child = pexpect.spawn(_god(str(echo_guest), "--flat-addr", "0x100000")[0],
-                          _god(str(echo_guest), "--flat-addr", "0x100000")[1:], timeout=30)
+                          _god(str(echo_guest), "--flat-addr", "0x100000")[1:], timeout=scaled(30))
     try:
         child.expect(b"ECHO READY")
         child.send(b"ab")
@@ -87,7 +88,7 @@ def test_raw_mode_only_on_tty_and_restored(kvm, echo_guest):
         assert during[3] & termios.ISIG  # Ctrl-C still stops god, as with QEMU's stdio
         os.write(master, b"q")
         assert p.stdout.read(3) == b"<q>"
-        assert p.wait(30) == 11
+        assert p.wait(scaled(30)) == 11
     finally:
         if p.poll() is None:
             p.kill()
@@ -116,7 +117,7 @@ def test_halted_guest_is_idle_and_sigterm_stops_cleanly(kvm, gcc, tmp_path):
         used = (_cpu_seconds(p.pid) - c0) / (time.monotonic() - t0)
         assert used < 0.05, f"halted guest used {used:.1%} of a core"
         p.send_signal(signal.SIGTERM)
-        assert p.wait(5) == 0
+        assert p.wait(scaled(5)) == 0
         assert b"terminating on signal 15" in p.stderr.read()
     finally:
         if p.poll() is None:
@@ -131,7 +132,7 @@ def test_sigint_stops_cleanly(kvm, gcc, tmp_path):
     try:
         assert p.stdout.read(5) == b"IDLE\n"
         p.send_signal(signal.SIGINT)
-        assert p.wait(5) == 0
+        assert p.wait(scaled(5)) == 0
     finally:
         if p.poll() is None:
             p.kill()
@@ -143,13 +144,13 @@ def test_file_serial(kvm, echo_guest, tmp_path):
     p = subprocess.Popen(_god(str(echo_guest), "--flat-addr", "0x100000", "--serial", f"file:{log}"),
                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + scaled(20)
         while time.monotonic() < deadline and b"READY" not in (log.read_bytes() if log.exists() else b""):
             time.sleep(0.05)
         assert log.read_bytes() == b"ECHO READY\n"
     finally:
         p.terminate()
-        assert p.wait(5) == 0
+        assert p.wait(scaled(5)) == 0
 
 
 def test_unix_socket_serial(kvm, echo_guest, tmp_path):
@@ -157,12 +158,12 @@ def test_unix_socket_serial(kvm, echo_guest, tmp_path):
     p = subprocess.Popen(_god(str(echo_guest), "--flat-addr", "0x100000", "--serial", f"unix:{path}"),
                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + scaled(20)
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
         s = socket.socket(socket.AF_UNIX)
         s.connect(str(path))
-        s.settimeout(20)
+        s.settimeout(scaled(20))
         got = b""
         while b"READY\n" not in got:
             got += s.recv(100)
@@ -171,7 +172,7 @@ def test_unix_socket_serial(kvm, echo_guest, tmp_path):
         while b"<q>" not in got:
             got += s.recv(100)
         assert got.endswith(b"<x><q>")
-        assert p.wait(10) == 11
+        assert p.wait(scaled(10)) == 11
         s.close()
     finally:
         if p.poll() is None:
@@ -183,10 +184,10 @@ def test_unix_socket_serial(kvm, echo_guest, tmp_path):
 def test_bad_kernel_is_a_clear_error(kvm, tmp_path):
     junk = tmp_path / "junk"
     junk.write_bytes(b"\x00" * 4096)
-    p = subprocess.run(_god(str(junk)), capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    p = subprocess.run(_god(str(junk)), capture_output=True, timeout=scaled(30), stdin=subprocess.DEVNULL, check=False)
     assert p.returncode == 4
     assert p.stderr.startswith(b"god: error: unknown kernel format")
-    p = subprocess.run(_god(str(tmp_path / "missing")), capture_output=True, timeout=30)
+    p = subprocess.run(_god(str(tmp_path / "missing")), capture_output=True, timeout=scaled(30), check=False)
     assert p.returncode == 4 and b"No such file" in p.stderr
-    p = subprocess.run(_god(str(junk), "--cpus", "100000"), capture_output=True, timeout=30)
+    p = subprocess.run(_god(str(junk), "--cpus", "100000"), capture_output=True, timeout=scaled(30), check=False)
     assert p.returncode == 4 and b"--cpus 100000" in p.stderr

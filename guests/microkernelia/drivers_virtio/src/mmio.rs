@@ -144,9 +144,12 @@ impl MmioTransport {
 }
 
 /// Where to look for transports: `virtio_mmio.device=<size>@<base>:<irq>` words of the kernel
-/// command line (what QEMU microvm and god announce), else the default microvm window
-/// (0xfeb00000, 512 bytes apart, 24 slots, IRQ 5 + slot).
-pub fn probe(cmdline: &str, found: &mut dyn FnMut(MmioTransport)) -> usize {
+/// command line (what god announces, and QEMU microvm for a Linux kernel), else the default
+/// microvm window (0xfeb00000, 512 bytes apart, up to 24 slots) with GSI `window_irq_base` +
+/// slot. QEMU's microvm wires the window to GSI 5.. without ACPI, 16.. with ACPI and one
+/// IOAPIC, 24.. (the second IOAPIC) with ACPI and `ioapic2` (its default); the caller knows
+/// which IOAPICs exist.
+pub fn probe(cmdline: &str, window_irq_base: u32, found: &mut dyn FnMut(MmioTransport)) -> usize {
     let mut n = 0;
     let mut any_announced = false;
     for word in cmdline.split_ascii_whitespace() {
@@ -162,7 +165,7 @@ pub fn probe(cmdline: &str, found: &mut dyn FnMut(MmioTransport)) -> usize {
     }
     if !any_announced {
         for slot in 0..24 {
-            if let Some(t) = MmioTransport::at(0xfeb0_0000 + slot * 0x200, 5 + slot as u32) {
+            if let Some(t) = MmioTransport::at(0xfeb0_0000 + slot * 0x200, window_irq_base + slot as u32) {
                 found(t);
                 n += 1;
             }

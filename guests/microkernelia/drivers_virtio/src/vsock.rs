@@ -198,6 +198,17 @@ impl Vsock {
         }
     }
 
+    /// The transport's interrupt line (a GSI): what wakes a sleeping scheduler for this device.
+    pub fn irq(&self) -> u32 {
+        self.t.irq
+    }
+
+    /// Before the scheduler sleeps: acknowledge the device's interrupt so its line drops and
+    /// its next used buffer raises it again (the line's IOAPIC pin is edge-triggered).
+    pub fn quiet_interrupt(&self) {
+        self.t.ack_interrupts();
+    }
+
     pub fn connections(&self) -> usize {
         self.conns.iter().filter(|c| c.state == State::Open).count()
     }
@@ -349,8 +360,9 @@ impl Vsock {
         // notification is harmless (§2.7.13), a lost one would stall the connection.
         if now_ns.saturating_sub(self.last_kick_ns) >= 5_000_000 {
             self.last_kick_ns = now_ns;
-            // We poll the rings; acknowledging keeps the (unused) interrupt line quiet. Not on
-            // every poll: each register access is a VM exit that competes with the device model.
+            // We poll the rings while busy (the line only wakes an idle scheduler); acknowledging
+            // keeps it quiet. Not on every poll: each register access is a VM exit that competes
+            // with the device model.
             self.t.ack_interrupts();
             if self.tx.num_free < self.tx.size {
                 self.t.notify(1);

@@ -12,6 +12,11 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 pub const VEC_LINE_BASE: u32 = 0x40;
 pub const VEC_UART: u32 = 0xE4;
 pub const VEC_TIMER: u32 = 0xEF;
+/// Virtio-mmio transports' lines, unmasked only while the scheduler sleeps (sched.rs).
+pub const VEC_VIRTIO: u32 = 0xE5;
+/// The LAPIC one-shot that bounds one idle sleep of the scheduler: kept off VEC_TIMER so the
+/// agent's timer counts see only the timers it armed.
+pub const VEC_IDLE: u32 = 0xEE;
 pub const VEC_SPURIOUS: u32 = 0xFF;
 pub const VEC_PIC_BASE: u8 = 0x20;
 pub const UART_LINE: u32 = 4;
@@ -276,16 +281,44 @@ fn pic_disable() {
 
 // ------------------------------------------------------------------------- IOAPIC
 pub fn ioapic_read(reg: u32) -> u32 {
-    unsafe {
-        write_volatile(IOAPIC as *mut u32, reg);
-        read_volatile((IOAPIC + 0x10) as *const u32)
-    }
+    ioapic_at_read(IOAPIC, reg)
 }
 pub fn ioapic_write(reg: u32, v: u32) {
+    ioapic_at_write(IOAPIC, reg, v)
+}
+
+// QEMU microvm's second IOAPIC (GSI 24..47, its virtio-mmio lines when ACPI is on). Found by
+// its version register: god leaves the address unassigned (reads all ones), QEMU without it
+// reads zeros.
+const IOAPIC2: u64 = 0xFEC1_0000;
+const IOAPIC2_GSI_BASE: u32 = 24;
+
+fn ioapic_at_read(base: u64, reg: u32) -> u32 {
     unsafe {
-        write_volatile(IOAPIC as *mut u32, reg);
-        write_volatile((IOAPIC + 0x10) as *mut u32, v);
+        write_volatile(base as *mut u32, reg);
+        read_volatile((base + 0x10) as *const u32)
     }
+}
+fn ioapic_at_write(base: u64, reg: u32, v: u32) {
+    unsafe {
+        write_volatile(base as *mut u32, reg);
+        write_volatile((base + 0x10) as *mut u32, v);
+    }
+}
+
+pub fn second_ioapic_present() -> bool {
+    let version = ioapic_at_read(IOAPIC2, 1);
+    matches!(version & 0xFF, 0x11 | 0x20) && (version >> 16) & 0xFF == 23
+}
+
+/// GSI of the first slot of microvm's default virtio-mmio window (see drivers_virtio::probe).
+pub fn virtio_window_irq_base() -> u32 {
+    if second_ioapic_present() { IOAPIC2_GSI_BASE } else { 5 }
+}
+
+/// (IOAPIC base, pin) of a GSI.
+fn gsi_pin(gsi: u32) -> (u64, u32) {
+    if gsi >= IOAPIC2_GSI_BASE { (IOAPIC2, gsi - IOAPIC2_GSI_BASE) } else { (IOAPIC, gsi) }
 }
 
 pub fn line_vector(line: u32) -> u32 {
@@ -330,6 +363,34 @@ pub fn line_set_manual_eoi(line: u32, manual: bool) {
 
 pub fn line_count(line: u32) -> u32 {
     count(line_vector(line))
+}
+
+/// Route `gsi` (as `virtio_mmio.device=...:<gsi>` names it) to `vector`: edge, fixed, to this
+/// CPU, masked. Edge because the scheduler acknowledges the device before it unmasks and
+/// sleeps, so each new event raises the line again.
+pub fn gsi_route(gsi: u32, vector: u32) {
+    let (ioapic, pin) = gsi_pin(gsi);
+    keeping_ioregsel(ioapic, || {
+        ioapic_at_write(ioapic, 0x11 + 2 * pin, (st().apic_id as u32) << 24);
+        ioapic_at_write(ioapic, 0x10 + 2 * pin, vector | 0x10000);
+    })
+}
+
+pub fn gsi_set_mask(gsi: u32, masked: bool) {
+    let (ioapic, pin) = gsi_pin(gsi);
+    let reg = 0x10 + 2 * pin;
+    keeping_ioregsel(ioapic, || {
+        let lo = ioapic_at_read(ioapic, reg);
+        ioapic_at_write(ioapic, reg, if masked { lo | 0x10000 } else { lo & !0x10000 });
+    })
+}
+
+/// The scheduler touches the IOAPIC on its own, between agent requests: a test that selects a
+/// register with one `wr` and writes it with the next must still find its selection.
+fn keeping_ioregsel(ioapic: u64, f: impl FnOnce()) {
+    let selected = unsafe { read_volatile(ioapic as *const u32) };
+    f();
+    unsafe { write_volatile(ioapic as *mut u32, selected) };
 }
 
 fn ioapic_init() {

@@ -69,7 +69,7 @@ pub extern "C" fn kmain(start_info: u64) -> ! {
 
     let mut vsock = None;
     let mut blk = None;
-    drivers_virtio::probe(&cmdline, &mut |t| {
+    drivers_virtio::probe(&cmdline, intr::virtio_window_irq_base(), &mut |t| {
         serial_println!("microkernelia: virtio-mmio at {:#x} irq {} device {} version {}", t.base, t.irq, t.device_id, t.version);
         match t.device_id {
             drivers_virtio::mmio::DEVICE_VSOCK if vsock.is_none() => match drivers_virtio::vsock::Vsock::init(t) {
@@ -93,6 +93,7 @@ pub extern "C" fn kmain(start_info: u64) -> ! {
         Some(mut v) => {
             v.listen(MCP_PORT);
             serial_println!("microkernelia: virtio-vsock guest cid {}, MCP on port {}", v.guest_cid, MCP_PORT);
+            scheduler.wake_on(v.irq());
             scheduler.spawn(Box::new(mcpd::McpServer::new(v, blk)));
             serial_println!("microkernelia: mcp ready (vsock port {})", MCP_PORT);
         }

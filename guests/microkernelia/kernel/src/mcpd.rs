@@ -71,6 +71,10 @@ impl Task for McpServer {
         "mcp-vsock"
     }
 
+    fn before_sleep(&mut self) {
+        self.vsock.quiet_interrupt();
+    }
+
     fn poll(&mut self, now: u64) -> bool {
         let McpServer { vsock, blk, server, conns, scratch } = self;
         let mut busy = false;

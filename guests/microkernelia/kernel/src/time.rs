@@ -145,8 +145,13 @@ pub fn boot_tsc() -> u64 {
 // ------------------------------------------------------------------------- LAPIC timer
 /// One-shot after about `ns` (never early: rounded up, +2 timer ticks).
 pub fn lapic_arm_ns(ns: u64) {
+    lapic_arm_vector_ns(intr::VEC_TIMER, ns)
+}
+
+/// `lapic_arm_ns` delivering on `vector`.
+pub fn lapic_arm_vector_ns(vector: u32, ns: u64) {
     let n = (ns as u128 * lapic_khz() as u128 / 1_000_000 + 2).min(0xFFFF_FFFF) as u32;
-    intr::lapic_write(0x320, intr::VEC_TIMER); // one-shot, unmasked
+    intr::lapic_write(0x320, vector); // one-shot, unmasked
     intr::lapic_write(0x380, n);
 }
 
