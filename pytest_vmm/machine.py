@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any, Self
 from pexpect import EOF, TIMEOUT
 
 from pytest_vmm.console import Console, ConsolePump, tail
-from pytest_vmm.errors import BootTimeout, GuestCrashed, GuestExited, LaunchError, MachineLeak
+from pytest_vmm.errors import (
+    BootTimeout,
+    GuestCrashed,
+    GuestExited,
+    LaunchError,
+    MachineError,
+    MachineLeak,
+)
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Companion, Hypervisor, LaunchPlan
 from pytest_vmm.stack import BootSpec, ChannelFactory
@@ -178,6 +185,18 @@ class Machine:
             return None
         fields = raw.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def cpu_share_while(self, action: Callable[[], object]) -> float | None:
+        """The share of one core the hypervisor process used while ``action()`` ran (0.25 is a
+        quarter of a core); None without /proc."""
+        cpu0, t0 = self.cpu_seconds(), time.monotonic()
+        if cpu0 is None:
+            return None
+        action()
+        cpu1, t1 = self.cpu_seconds(), time.monotonic()
+        if cpu1 is None:
+            raise MachineError(f"{self.target_id}: the hypervisor process went away while its CPU time was measured")
+        return (cpu1 - cpu0) / (t1 - t0)
 
     def is_alive(self) -> bool:
         return self._process is not None and self._process.poll() is None

@@ -98,6 +98,11 @@ class TickCount:
     divisor: int = 0  # PIT reload value: the exact rate is PIT_INPUT_HZ / divisor Hz
     span_ns: int = 0  # first tick to last tick, by the guest TSC
 
+    @property
+    def rate_hz(self) -> float:
+        """The exact tick rate: from the reload value when the guest reports it."""
+        return PIT_INPUT_HZ / self.divisor if self.divisor else float(self.hz)
+
     def ticks_expected(self) -> tuple[int, int]:
         """The tick counts the measured window ``ns`` allows, one either way for the edges.
 
@@ -105,8 +110,7 @@ class TickCount:
         that wakes late on a loaded host lengthens the window, and KVM re-injects the ticks
         it held back meanwhile, so the count follows the measured window.
         """
-        rate = PIT_INPUT_HZ / self.divisor if self.divisor else float(self.hz)
-        periods = round(self.ns * rate / 1e9)
+        periods = round(self.ns * self.rate_hz / 1e9)
         return max(0, periods - 1), periods + 1
 
 
