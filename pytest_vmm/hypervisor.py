@@ -1,17 +1,21 @@
-"""What runs a guest: the Hypervisor interface and the LaunchPlan it produces."""
+"""What runs a guest: the Hypervisor interface and the LaunchPlan it produces.
+
+A hypervisor sees a ``BootSpec`` and writes a ``LaunchPlan``; when asked to stop it sees the
+plan and a ``ProcessControl`` (two signals), never the Machine: layering is
+host <- stack <- hypervisor <- machine, with no import going back up.
+"""
 
 from __future__ import annotations
 
 import abc
+import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from pytest_vmm.host import HostInfo
-from pytest_vmm.stack import BootSpec
-
-if TYPE_CHECKING:
-    from pytest_vmm.machine import Machine
+from pytest_vmm.stack import BootSpec, ImageRecipe
 
 Accel = Literal["kvm", "tcg"]
 AccelChoice = Literal["auto", "kvm", "tcg"]
@@ -44,9 +48,25 @@ class Companion:
     env: dict[str, str] = field(default_factory=dict)
 
 
+# How a hypervisor's process is asked to stop before the machine escalates to signals:
+# "sigterm" (god, Firecracker: SIGTERM is an orderly stop), "qmp" (a quit command on
+# ``control_socket``), "none" (only the machine's SIGTERM/SIGKILL escalation).
+StopMethod = Literal["sigterm", "qmp", "none"]
+
+
+class ProcessControl(Protocol):
+    """What a hypervisor may do to its running process: signal the leader or the group."""
+
+    def signal_leader(self, signum: int) -> None: ...
+
+    def signal_group(self, signum: int) -> None: ...
+
+
 @dataclass
 class LaunchPlan:
-    """A process to start with the guest's serial console on its stdio."""
+    """A process to start with the guest's serial console on its stdio, and everything else the
+    hypervisor decided about it (its control socket, where the guest's vsock appears, how to stop
+    it): nothing downstream rebuilds these paths."""
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
@@ -54,6 +74,11 @@ class LaunchPlan:
     # Files the hypervisor creates that the machine must see gone after shutdown.
     sockets: list[Path] = field(default_factory=list)
     companions: list[Companion] = field(default_factory=list)
+    # A monitor socket (QEMU's QMP) when the hypervisor has one.
+    control_socket: Path | None = None
+    # Host side of the guest's vsock device (Firecracker-style hybrid Unix socket).
+    vsock_socket: Path | None = None
+    stop: StopMethod = "none"
 
 
 class Hypervisor(abc.ABC):
@@ -89,10 +114,19 @@ class Hypervisor(abc.ABC):
             return "kvm"
         return "tcg" if "tcg" in self.accels else self.accels[0]
 
+    def recipes(self, host: HostInfo) -> Sequence[ImageRecipe]:
+        """Images this hypervisor needs for itself (the lane's Linux), built through the
+        session's build cache like a stack's; ``launch_plan`` finds them in
+        ``spec.hypervisor_images`` by recipe name."""
+        return ()
+
     @abc.abstractmethod
     def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:
         """The command line that boots ``spec`` with the console on stdio."""
 
-    def request_stop(self, machine: Machine) -> bool:
+    def request_stop(self, process: ProcessControl, plan: LaunchPlan) -> bool:
         """Ask the guest/hypervisor to stop gracefully; True if a request was sent."""
+        if plan.stop == "sigterm":
+            process.signal_leader(signal.SIGTERM)
+            return True
         return False

@@ -34,7 +34,7 @@ from pytest_vmm.errors import (
 )
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Companion, Hypervisor, LaunchPlan
-from pytest_vmm.stack import BootSpec, ChannelFactory
+from pytest_vmm.stack import BootSpec, ChannelFactory, ChannelHost
 
 if TYPE_CHECKING:
     from pytest_vmm.agent.client import AgentClient
@@ -58,7 +58,7 @@ class MachineConfig:
     channels: dict[str, ChannelFactory] = field(default_factory=dict)
     # The accelerator's slowness (hypervisor.timeout_multiplier): channels scale their waits by it.
     timeout_factor: float = 1.0
-    health: Callable[[Machine], bool] | None = None
+    health: Callable[[ChannelHost], bool] | None = None
 
 
 class Machine:
@@ -77,6 +77,8 @@ class Machine:
         self.metric_listeners: list[Callable[[str, float], None]] = []
         self.notes: list[str] = []
         self.plan: LaunchPlan | None = None
+        # Seconds spent in each phase of this machine's life ("boot", "shutdown"), for --vmm-profile.
+        self.phases: dict[str, float] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._pump: ConsolePump | None = None
         self._console: Console | None = None
@@ -91,7 +93,26 @@ class Machine:
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> Self:
-        """Launch the hypervisor and wait for the ready pattern."""
+        """Launch the hypervisor and wait for the ready pattern.
+
+        On any failure the machine cleans up after itself (processes, companions, run dir)
+        before the error propagates, as QEMU's ``QEMUMachine.launch`` does: callers never
+        have to. A leak found by that cleanup is added to the error as a note.
+        """
+        began = time.monotonic()
+        try:
+            self._launch()
+        except BaseException as exc:
+            try:
+                self.shutdown()
+            except MachineError as leak:
+                exc.add_note(str(leak))
+            raise
+        finally:
+            self.phases["boot"] = time.monotonic() - began
+        return self
+
+    def _launch(self) -> None:
         self.plan = self.config.hypervisor.launch_plan(self.spec, self.config.accel, self.run_dir, self.config.host)
         (self.artifacts_dir / "command.txt").write_text(" ".join(_quote(a) for a in self.plan.argv) + "\n")
         for companion in self.plan.companions:
@@ -116,7 +137,6 @@ class Machine:
         self._pump = ConsolePump(master, self.console_log)
         self._console = Console(self._pump, master)
         self.wait_ready()
-        return self
 
     def _start_companion(self, companion: Companion) -> None:
         log = (self.artifacts_dir / f"{companion.name}.log").open("wb")
@@ -179,12 +199,8 @@ class Machine:
     def cpu_seconds(self) -> float | None:
         """CPU time (user + system) the hypervisor process and its threads have used so far;
         None without /proc (not Linux) or once the process is gone."""
-        try:
-            raw = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = raw.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        stat = _proc_stat(self.pid)
+        return None if stat is None else stat.cpu_seconds
 
     def cpu_share_while(self, action: Callable[[], object]) -> float | None:
         """The share of one core the hypervisor process used while ``action()`` ran (0.25 is a
@@ -205,6 +221,15 @@ class Machine:
         if not self.is_alive():
             return False
         return self.config.health(self) if self.config.health else True
+
+    @property
+    def timeout_factor(self) -> float:
+        return self.config.timeout_factor
+
+    @property
+    def vsock_socket(self) -> Path | None:
+        """Host side of the guest's vsock device, as the hypervisor placed it (LaunchPlan)."""
+        return self.plan.vsock_socket if self.plan is not None else None
 
     def wait_exit(self, timeout: float) -> int | None:
         """The hypervisor's exit status, or None if it is still running after ``timeout``."""
@@ -239,6 +264,13 @@ class Machine:
         if self._stopped:
             return self.notes
         self._stopped = True
+        began = time.monotonic()
+        try:
+            return self._shutdown()
+        finally:
+            self.phases["shutdown"] = time.monotonic() - began
+
+    def _shutdown(self) -> list[str]:
         leaks: list[str] = []
         if self._process is not None:
             self._descendants = _descendants(self.pid)
@@ -278,7 +310,8 @@ class Machine:
         return self.notes
 
     def _escalate(self) -> None:
-        if self.config.hypervisor.request_stop(self) and self.wait_exit(GRACEFUL_S) is not None:
+        asked = self.plan is not None and self.config.hypervisor.request_stop(self, self.plan)
+        if asked and self.wait_exit(GRACEFUL_S) is not None:
             return
         self.notes.append(f"{self.config.hypervisor.name} ignored the graceful stop; sent SIGTERM")
         self.signal_group(signal.SIGTERM)
@@ -408,8 +441,22 @@ def _quote(arg: str) -> str:
     return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else "'" + arg.replace("'", "'\\''") + "'"
 
 
-def _proc_stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, pgrp) of a live process, None when gone or a zombie."""
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of /proc/PID/stat this module uses (proc(5))."""
+
+    state: str
+    ppid: int
+    pgrp: int
+    cpu_seconds: float  # utime + stime
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> ProcStat | None:
+    """/proc/PID/stat of a live process, None when gone or a zombie. The command name (field 2)
+    may hold spaces and parentheses: the fields start after its last ')'."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -417,7 +464,8 @@ def _proc_stat(pid: int) -> tuple[int, int] | None:
     fields = raw[raw.rindex(")") + 2:].split()
     if fields[0] == "Z":
         return None
-    return int(fields[1]), int(fields[2])
+    # fields[i] is proc(5) field i + 3: state(3) ppid(4) pgrp(5) ... utime(14) stime(15)
+    return ProcStat(fields[0], int(fields[1]), int(fields[2]), (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS)
 
 
 def _alive(pid: int) -> bool:
@@ -432,7 +480,7 @@ def _group_members(pgid: int) -> set[int]:
     members = set()
     for pid in _all_pids():
         stat = _proc_stat(pid)
-        if stat is not None and stat[1] == pgid:
+        if stat is not None and stat.pgrp == pgid:
             members.add(pid)
     return members
 
@@ -442,7 +490,7 @@ def _descendants(root: int) -> set[int]:
     for pid in _all_pids():
         stat = _proc_stat(pid)
         if stat is not None:
-            children.setdefault(stat[0], []).append(pid)
+            children.setdefault(stat.ppid, []).append(pid)
     found: set[int] = set()
     todo = [root]
     while todo:

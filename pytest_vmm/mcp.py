@@ -209,11 +209,27 @@ def connect(target: str | os.PathLike[str] | int, port: int = MCP_PORT, timeout:
 
 
 def machine_socket(machine: Any) -> str:
-    """The hybrid vsock socket of a booted machine (BootSpec.vsock in its run dir)."""
-    spec = machine.spec.vsock
-    if spec is None:
+    """The hybrid vsock socket of a booted machine, where its hypervisor put it (LaunchPlan)."""
+    path = machine.vsock_socket
+    if path is None:
         raise LookupError(f"{machine.target_id} has no vsock device")
-    return str(machine.run_dir / spec.socket_name)
+    return str(path)
+
+
+class McpChannel:
+    """``machine.channel("mcp")``: new MCP connections to the guest's server on demand (a
+    guest serves several clients at once, so the channel hands out connections)."""
+
+    def __init__(self, socket_path: str, port: int = MCP_PORT, timeout: float = 10.0) -> None:
+        self.socket_path, self.port, self.timeout = socket_path, port, timeout
+
+    @classmethod
+    def of(cls, machine: Any) -> McpChannel:
+        # Connecting and replies scale with the accelerator's slowness (TCG, the lane).
+        return cls(machine_socket(machine), timeout=10.0 * machine.timeout_factor)
+
+    def connect(self, port: int | None = None, timeout: float | None = None) -> McpClient:
+        return connect(self.socket_path, port or self.port, timeout or self.timeout)
 
 
 def connect_machine(machine: Any, port: int = MCP_PORT, timeout: float = 10.0) -> McpClient:

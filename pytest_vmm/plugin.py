@@ -12,17 +12,21 @@ from _pytest._code.code import ExceptionRepr
 from pytest_vmm import availability as availability_mod
 from pytest_vmm import hookspecs, hypothesis_profiles, options
 from pytest_vmm.capabilities import CAPABILITIES, unknown_capabilities
-from pytest_vmm.errors import MachineError, TargetUnavailable
+from pytest_vmm.errors import MachineError, MachineLeak, TargetUnavailable
+from pytest_vmm.factory import MachineFactory
 from pytest_vmm.hypervisor import TIMEOUT_MULTIPLIERS
 from pytest_vmm.machine import Machine
 from pytest_vmm.matrix import PROP_CHECK, PROP_SUITE, PROP_TARGET, Matrix, text_table
+from pytest_vmm.profile import REPORT_ATTR, PhaseProfile
 from pytest_vmm.registry import Target
 from pytest_vmm.session import MachinePool, VmmSession, build_registry
+from pytest_vmm.stack import BootTransform
 
 SESSION_KEY = pytest.StashKey[VmmSession]()
 MACHINES_KEY = pytest.StashKey[list[Machine]]()
 PHASE_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 POOL_KEY = pytest.StashKey[MachinePool]()
+FACTORY_KEY = pytest.StashKey[MachineFactory]()
 
 hypothesis_profiles.register()
 
@@ -51,6 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = VmmSession(config)
     if not _is_xdist_worker(config):
         config.pluginmanager.register(MatrixReporter(config), MatrixReporter.NAME)
+        config.pluginmanager.register(PhaseProfile(), PhaseProfile.NAME)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -64,9 +69,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    reporter = config.pluginmanager.get_plugin(MatrixReporter.NAME)
-    if reporter is not None:
-        config.pluginmanager.unregister(reporter)
+    for name in (MatrixReporter.NAME, PhaseProfile.NAME):
+        reporter = config.pluginmanager.get_plugin(name)
+        if reporter is not None:
+            config.pluginmanager.unregister(reporter)
 
 
 def _session(config: pytest.Config) -> VmmSession:
@@ -218,12 +224,17 @@ def vmm_min_tok_s(vmm: VmmSession) -> float:
     return vmm.min_tok_s
 
 
+def _register(request: pytest.FixtureRequest, machine: Machine) -> None:
+    """Name a machine in this test's failure reports (console tail), before it boots."""
+    machines = request.node.stash.setdefault(MACHINES_KEY, [])
+    if machine not in machines:
+        machines.append(machine)
+
+
 def _attach(request: pytest.FixtureRequest, machine: Machine) -> None:
     """Wire a machine into the running test: failure reports, JUnit properties, metrics."""
     node = request.node
-    machines = node.stash.setdefault(MACHINES_KEY, [])
-    if machine not in machines:
-        machines.append(machine)
+    _register(request, machine)
     if machine.boot_ms is not None:
         node.user_properties.append(("boot_ms", round(machine.boot_ms, 1)))
 
@@ -237,29 +248,58 @@ def _detach(request: pytest.FixtureRequest, machine: Machine) -> None:
     machine.metric_listeners.clear()
 
 
+class TestMachines(MachineFactory):
+    """The factory of one test: its machines are in the test's failure reports from the
+    moment they exist, and report boot time and metrics to its JUnit properties."""
+
+    def __init__(self, request: pytest.FixtureRequest, session: VmmSession, artifacts_dir: Path) -> None:
+        super().__init__(session, artifacts_dir, on_machine=lambda m: _register(request, m))
+        self.request = request
+
+    def boot(self, target: Target, *variants: BootTransform, name: str | None = None) -> Machine:
+        try:
+            machine = super().boot(target, *variants, name=name)
+        except TargetUnavailable as exc:
+            pytest.skip(str(exc))
+        _attach(self.request, machine)
+        return machine
+
+    def build(self, target: Target, *variants: BootTransform, name: str | None = None) -> Machine:
+        try:
+            return super().build(target, *variants, name=name)
+        except TargetUnavailable as exc:
+            pytest.skip(str(exc))
+
+
 @pytest.fixture
-def machine(request: pytest.FixtureRequest, vmm: VmmSession, vmm_stack: Target,
-            vmm_artifacts_dir: Path) -> Iterator[Machine]:
-    """A freshly booted guest for this test; shut down (and checked for leaks) afterwards."""
-    try:
-        booted = vmm.new_machine(vmm_stack, vmm_artifacts_dir)
-    except TargetUnavailable as exc:
-        pytest.skip(str(exc))
-    request.node.stash.setdefault(MACHINES_KEY, []).append(booted)
-    try:
-        booted.start()
-    except BaseException:
-        booted.shutdown()
-        raise
-    _attach(request, booted)
-    yield booted
-    _detach(request, booted)
+def machine_factory(request: pytest.FixtureRequest, vmm: VmmSession,
+                    vmm_artifacts_dir: Path) -> Iterator[MachineFactory]:
+    """Boots machines for this test (``machine_factory.boot(target, *variants, name=...)``; a
+    variant is a ``BootSpec -> BootSpec`` transform) and owns them: after the test each one's
+    console is checked for fail patterns (if the test passed) and it is shut down with the leak
+    check."""
+    factory = TestMachines(request, vmm, vmm_artifacts_dir)
+    request.node.stash[FACTORY_KEY] = factory
+    yield factory
+    for booted in factory.machines:
+        _detach(request, booted)
     call_report = request.node.stash.get(PHASE_REPORTS_KEY, {}).get("call")
     try:
         if call_report is not None and call_report.passed:
-            booted.check_console()  # a panic the test did not look for still fails it
+            for booted in factory.machines:
+                booted.check_console()  # a panic the test did not look for still fails it
     finally:
-        booted.shutdown()
+        errors = factory.close_errors()
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise MachineLeak("; ".join(e.summary if isinstance(e, MachineError) else str(e) for e in errors))
+
+
+@pytest.fixture
+def machine(machine_factory: MachineFactory, vmm_stack: Target) -> Machine:
+    """A freshly booted guest for this test; shut down (and checked for leaks) afterwards."""
+    return machine_factory.boot(vmm_stack)
 
 
 @pytest.fixture(scope="session")
@@ -308,6 +348,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     _unsupported_is_a_skip(item, call, report)
     item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
+    if report.when == "teardown":
+        _put_phases(item, report)
     already_shown = call.excinfo is not None and isinstance(call.excinfo.value, MachineError)
     if report.failed and not already_shown:
         for machine in item.stash.get(MACHINES_KEY, []):
@@ -319,6 +361,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             else:
                 report.sections.append((f"vmm console tail: {machine.target_id}", section))
     return report
+
+
+def _put_phases(item: pytest.Item, report: pytest.TestReport) -> None:
+    """The build/boot/shutdown seconds of this test's machines (and of the shared machines it
+    booted or closed) on its teardown report, for the phase profile."""
+    phases: dict[str, float] = {}
+    factory = item.stash.get(FACTORY_KEY, None)
+    pool = item.config.stash.get(POOL_KEY, None)
+    for source in (factory.phases if factory else {}, pool.take_phases() if pool else {}):
+        for phase, seconds in source.items():
+            phases[phase] = phases.get(phase, 0.0) + seconds
+    if phases:
+        setattr(report, REPORT_ATTR, {k: round(v, 4) for k, v in phases.items()})
 
 
 def _unsupported_is_a_skip(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:

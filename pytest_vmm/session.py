@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,11 @@ import pytest
 from pytest_vmm import availability, options
 from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
 from pytest_vmm.errors import TargetUnavailable
+from pytest_vmm.factory import MachineFactory
 from pytest_vmm.host import HostInfo
 from pytest_vmm.machine import Machine, MachineConfig
 from pytest_vmm.registry import Registry, RegistryError, Target
-from pytest_vmm.stack import BuiltImage
+from pytest_vmm.stack import BootTransform, BuiltImage, ImageRecipe
 
 
 def build_registry(config: pytest.Config) -> Registry:
@@ -76,6 +78,11 @@ class VmmSession:
         if recipe is None:
             # A stack without a recipe boots files it names itself (e.g. a prebuilt kernel).
             return BuiltImage(target.stack.name, Path.cwd())
+        return self.built(recipe)
+
+    def built(self, recipe: ImageRecipe) -> BuiltImage:
+        """``recipe`` through the build cache, resolved once per session: every machine of a
+        run boots the same image even if its sources change while it runs."""
         if recipe.name not in self._images:
             self._images[recipe.name] = self.cache.build(recipe)
         return self._images[recipe.name]
@@ -91,13 +98,19 @@ class VmmSession:
             sys.stderr.write(line + "\n")
 
     # ---------------------------------------------------------------- machines
-    def new_machine(self, target: Target, artifacts_dir: Path) -> Machine:
-        """Build (cached) and describe a machine for ``target``; the caller starts it."""
+    def new_machine(self, target: Target, artifacts_dir: Path,
+                    variants: Sequence[BootTransform] = ()) -> Machine:
+        """Build (cached) and describe a machine for ``target``, its BootSpec passed through
+        ``variants``; unstarted. Machines of a test come from a MachineFactory, which calls this."""
         avail = self.availability(target)
         if not avail.ok:
             raise TargetUnavailable(f"{target.id} cannot boot here: {avail.problem}")
         image = self.image(target)
         spec = target.stack.boot(image, self.host, target.hypervisor.name)
+        for recipe in target.hypervisor.recipes(self.host):
+            spec.hypervisor_images[recipe.name] = self.built(recipe)
+        for variant in variants:
+            spec = variant(spec)
         base = self.boot_timeout if self.boot_timeout is not None else spec.boot_timeout_s
         return Machine(MachineConfig(
             target_id=target.id,
@@ -115,13 +128,16 @@ class VmmSession:
 
 
 class MachinePool:
-    """One shared machine per target per process (xdist worker), rebooted if it died."""
+    """One shared machine per target per process (xdist worker), rebooted if it died.
+
+    Its machines come from one factory that outlives the tests using them."""
 
     def __init__(self, session: VmmSession, worker: str) -> None:
         self.session = session
         self.worker = worker
         self.machines: dict[str, Machine] = {}
         self.reboots: dict[str, int] = {}
+        self.factory = MachineFactory(session, session.artifacts_root())
 
     def get(self, target: Target) -> Machine:
         current = self.machines.get(target.id)
@@ -130,23 +146,17 @@ class MachinePool:
                 return current
             self.machines.pop(target.id)
             self.reboots[target.id] = self.reboots.get(target.id, 0) + 1
-            current.shutdown()
+            self.factory.shutdown(current)
         name = f"shared-{target.id}-{self.worker}-{self.reboots.get(target.id, 0)}"
-        machine = self.session.new_machine(target, self.session.artifacts_dir_for(name))
-        try:
-            machine.start()
-        except BaseException:
-            machine.shutdown()
-            raise
-        self.machines[target.id] = machine
-        return machine
+        self.machines[target.id] = self.factory.boot(target, name=name)
+        return self.machines[target.id]
+
+    def take_phases(self) -> dict[str, float]:
+        """Phase seconds spent since the last call (a test that booted a shared machine is
+        charged with its boot)."""
+        phases, self.factory.phases = self.factory.phases, {}
+        return phases
 
     def close(self) -> list[str]:
-        problems = []
-        for target_id, machine in list(self.machines.items()):
-            try:
-                machine.shutdown()
-            except Exception as exc:  # noqa: BLE001 - report every leak, not just the first
-                problems.append(f"{target_id}: {exc}")
         self.machines.clear()
-        return problems
+        return self.factory.close()

@@ -8,14 +8,15 @@ Third-party stacks implement the same interfaces (see docs/writing-a-stack.md).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from pytest_vmm.console import Console
     from pytest_vmm.host import HostInfo
-    from pytest_vmm.machine import Machine
 
 KernelFormat = Literal["pvh", "multiboot", "bzimage", "flat", "auto"]
 
@@ -55,6 +56,14 @@ class BootSpec:
     qemu_machine: str = "microvm"
     # Escape hatch: extra arguments for one hypervisor, keyed by its name.
     hypervisor_args: dict[str, list[str]] = field(default_factory=dict)
+    # Images the hypervisor asked for (Hypervisor.recipes), built through the session's cache
+    # and filled in by the machine factory, by recipe name.
+    hypervisor_images: dict[str, BuiltImage] = field(default_factory=dict)
+
+
+# A boot variant (zosia's modes, an extra disk): applied to the stack's BootSpec before the
+# machine is built, so the machine boots exactly the spec it was given.
+BootTransform = Callable[[BootSpec], BootSpec]
 
 
 @dataclass
@@ -100,7 +109,33 @@ class ImageRecipe:
     requires: tuple[Callable[[HostInfo], str], ...] = ()
 
 
-ChannelFactory = Callable[["Machine"], object]
+class ChannelHost(Protocol):
+    """What a channel factory (and a stack's health probe) sees of a booted machine."""
+
+    @property
+    def target_id(self) -> str: ...
+
+    @property
+    def console(self) -> Console: ...
+
+    @property
+    def timeout_factor(self) -> float:
+        """The accelerator's slowness: channels scale their waits by it."""
+        ...
+
+    @property
+    def vsock_socket(self) -> Path | None:
+        """Host side of the guest's vsock device (LaunchPlan.vsock_socket), None without one."""
+        ...
+
+    def sendline(self, data: bytes | str = b"") -> None: ...
+
+    def expect(self, pattern: bytes | str | Sequence[bytes | str], timeout: float = 30.0) -> re.Match[bytes]: ...
+
+    def channel(self, name: str) -> Any: ...
+
+
+ChannelFactory = Callable[[ChannelHost], object]
 
 
 @dataclass
@@ -126,7 +161,7 @@ class Stack:
     # Devices the hypervisor must provide (Hypervisor.provides), e.g. {"vsock"}.
     needs_from_hypervisor: frozenset[str] = frozenset()
     # Liveness probe for shared machines (default: the hypervisor process is alive).
-    health: Callable[[Machine], bool] | None = None
+    health: Callable[[ChannelHost], bool] | None = None
 
     def pick_default_hypervisor(self, host: HostInfo) -> str:
         if callable(self.default_hypervisor):

@@ -9,16 +9,11 @@ pointers/lengths; io_poll timeouts and readiness.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ADAPTER = Path(__file__).resolve().parents[1] / "guests" / "zigu" / "adapter" / "python-3.12"
-if str(ADAPTER) not in sys.path:
-    sys.path.insert(0, str(ADAPTER))
+from pytest_vmm.stacks import zigu
 
-import abi_checks
+abi_checks = zigu.adapter("abi_checks")
 
 CHECKS = abi_checks.ALL
 IDS = [c.__name__.removeprefix("check_") for c in CHECKS]
@@ -27,9 +22,7 @@ IDS = [c.__name__.removeprefix("check_") for c in CHECKS]
 @pytest.fixture(scope="module")
 def host_abi():
     try:
-        import ukernel_abi
-
-        return ukernel_abi.HostAbi()  # builds guests/zigu with `zig build` if needed
+        return zigu.adapter("ukernel_abi").HostAbi()  # builds guests/zigu with `zig build` if needed
     except Exception as exc:  # no ziglang, build failure
         pytest.skip(f"zigu host ABI library unavailable: {exc}")
 
@@ -41,9 +34,7 @@ def test_abi_rule_host(host_abi, check) -> None:
 
 @pytest.fixture
 def guest_abi(shared_machine):
-    from ukernel_channel import GuestAbi
-
-    return GuestAbi(shared_machine, timeout=30.0)
+    return shared_machine.channel("abi")
 
 
 @pytest.mark.vmm_requires("abi")

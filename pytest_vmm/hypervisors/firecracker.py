@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Hypervisor, LaunchPlan
 from pytest_vmm.stack import BootSpec
-
-if TYPE_CHECKING:
-    from pytest_vmm.machine import Machine
 
 FIRECRACKER_BINARY = "firecracker"
 
@@ -58,12 +53,9 @@ class Firecracker(Hypervisor):
         config_file = run_dir / "firecracker.json"
         config_file.write_text(json.dumps(self.config(spec, run_dir), indent=2))
         argv = [FIRECRACKER_BINARY, "--no-api", "--config-file", str(config_file)]
-        sockets = [run_dir / spec.vsock.socket_name] if spec.vsock else []
-        return LaunchPlan(argv=argv, sockets=sockets)
-
-    def request_stop(self, machine: Machine) -> bool:
-        machine.signal_leader(signal.SIGTERM)
-        return True
+        vsock_socket = run_dir / spec.vsock.socket_name if spec.vsock else None
+        return LaunchPlan(argv=argv, sockets=[vsock_socket] if vsock_socket else [],
+                          vsock_socket=vsock_socket, stop="sigterm")
 
 
 hypervisor = Firecracker()

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from pytest_vmm.artifacts import COMPLETE_MARKER, DEFAULT_CACHE_ROOT, ArtifactCache
+from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Accel, LaunchPlan
-from pytest_vmm.hypervisors.qemu import EXIT_PORT_DEVICE, QEMU_BINARY, Qemu
+from pytest_vmm.hypervisors.god import god_run_argv
+from pytest_vmm.hypervisors.qemu import QEMU_BINARY, QMP_SOCKET, Qemu, base_argv
 from pytest_vmm.stack import BootSpec, BuiltImage, ImageRecipe
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -126,18 +127,11 @@ def lane_build_problem() -> str:
     return ""
 
 
-_built: dict[tuple[str, Path], BuiltImage] = {}
-
-
 def build_lane(cache_root: Path | None = None, tests: bool = False) -> BuiltImage:
-    """The lane image (or its tests layer), built once per input hash and, within one
-    process, resolved once: every machine of a session boots the same lane even if god's
-    sources change while it runs."""
+    """The lane image (or its tests layer), built once per input hash, for one-shot lane runs
+    (``run_in_lane``). Machines get theirs through the session's cache (GodSvm.recipes)."""
     recipe = lane_tests_recipe() if tests else lane_recipe()
-    key = (recipe.name, cache_root or DEFAULT_CACHE_ROOT)
-    if key not in _built:
-        _built[key] = ArtifactCache(key[1]).build(recipe)
-    return _built[key]
+    return ArtifactCache(cache_root or DEFAULT_CACHE_ROOT).build(recipe)
 
 
 def payload_initramfs(files: dict[str, Path], run_script: str) -> bytes:
@@ -158,21 +152,9 @@ def lane_qemu_argv(image: BuiltImage, initrd: Path, accel: str, host: HostInfo, 
         cmdline += " " + extra_cmdline
     # -smp = god's vCPUs: KVM_CAP_NR_VCPUS inside is the lane's CPU count and god refuses
     # more (docs/lane.md). TCG runs them in one thread (thread=single): the host has 2 cores.
-    argv = [
-        QEMU_BINARY, "-M", "microvm",
-        "-accel", "tcg,thread=single" if accel == "tcg" else "kvm",
-        "-cpu", "max" if accel == "tcg" else "host",
-        "-m", str(mem_mib), "-smp", str(max(1, cpus)),
-        "-display", "none", "-nodefaults", "-no-user-config", "-no-reboot",
-        "-serial", "stdio", "-monitor", "none",
-        "-device", EXIT_PORT_DEVICE,
-        "-kernel", str(image.file("vmlinux")),
-        "-initrd", str(initrd),
-        "-append", cmdline,
-    ]
-    if qmp is not None:
-        argv[1:1] = ["-qmp", f"unix:{qmp},server=on,wait=off"]
-    return argv
+    return base_argv(machine="microvm", accel="tcg,thread=single" if accel == "tcg" else "kvm",
+                     cpu="max" if accel == "tcg" else "host", mem_mib=mem_mib, cpus=max(1, cpus),
+                     kernel=image.file("vmlinux"), initrd=initrd, cmdline=cmdline, qmp=qmp)
 
 
 def concat(out: Path, parts: list[Path | bytes]) -> Path:
@@ -188,6 +170,8 @@ class GodSvm(Qemu):
                    "hardware-KVM semantics without hardware KVM (docs/lane.md)")
     accels: tuple[Accel, ...] = ("tcg", "kvm")  # type: ignore[assignment]  # tcg first: the lane
     process_also_runs = "QEMU and the lane's Linux, which run god and its guest"
+    # Disks travel in the per-boot initramfs (a writable disk's changes stay in the lane).
+    provides = frozenset({"blk"})
 
     def problem(self, host: HostInfo) -> str:
         qemu = host.tool(QEMU_BINARY)
@@ -209,41 +193,33 @@ class GodSvm(Qemu):
                        f"virtualization; this host's KVM is {host.kvm_flavour}")
         return problem
 
+    def recipes(self, host: HostInfo) -> tuple[ImageRecipe, ...]:
+        return (lane_recipe(),)
+
     def god_argv(self, spec: BootSpec, files: dict[str, Path]) -> list[str]:
-        """The god command line inside the lane (as pytest_vmm/hypervisors/god.py builds it)."""
-        kernel = f"lane/guest/{spec.kernel.name}"
-        files[kernel] = spec.kernel
-        argv = ["python3", "-u", "-m", "god", "run", "/" + kernel,
-                "--mem", str(spec.mem_mib), "--cpus", str(spec.cpus), "--serial", "stdio"]
-        if spec.initrd is not None:
-            initrd = f"lane/guest/initrd-{spec.initrd.name}"
-            files[initrd] = spec.initrd
-            argv += ["--initrd", "/" + initrd]
-        if spec.cmdline:
-            argv += ["--append", spec.cmdline]
-        argv += spec.hypervisor_args.get("god", [])
-        return argv
+        """The god command line inside the lane: god's own builder (hypervisors/god.py), with
+        every file the guest needs (kernel, initrd, disks) shipped in the per-boot initramfs."""
+        def place(src: Path) -> str:
+            lane_path = f"lane/guest/{len(files)}-{src.name}"
+            files[lane_path] = src
+            return "/" + lane_path
+
+        # The vsock device would need a path from the lane's Unix socket to the host: not there
+        # yet, so GodSvm does not provide "vsock" (and stacks needing it do not list god-svm).
+        return god_run_argv(spec, ["python3", "-u"], place=place)
 
     def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:
-        image = build_lane(_cache_root_of(spec.kernel))
+        image = spec.hypervisor_images.get("lane") or build_lane()
         files: dict[str, Path] = {}
         god = self.god_argv(spec, files)
         script = "exec " + " ".join(shlex.quote(a) for a in god) + "\n"
         initrd = concat(run_dir / "lane-initrd.img",
                         [image.file("lane.cpio.gz"), payload_initramfs(files, script)])
-        qmp = run_dir / "qmp.sock"
+        qmp = run_dir / QMP_SOCKET
         argv = lane_qemu_argv(image, initrd, accel, host, spec.mem_mib + LANE_OVERHEAD_MIB,
                               spec.cpus, qmp)
         argv += spec.hypervisor_args.get(self.name, [])
-        return LaunchPlan(argv=argv, sockets=[qmp])
-
-
-def _cache_root_of(kernel: Path) -> Path:
-    """Build the lane next to the stack's image (same --vmm-cache), else in the default root."""
-    image_dir = kernel.resolve().parent
-    if (image_dir / COMPLETE_MARKER).exists():
-        return image_dir.parent
-    return DEFAULT_CACHE_ROOT
+        return LaunchPlan(argv=argv, sockets=[qmp], control_socket=qmp, stop="qmp")
 
 
 hypervisor = GodSvm()

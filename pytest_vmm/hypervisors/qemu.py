@@ -6,20 +6,59 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pytest_vmm.errors import LaunchError
 from pytest_vmm.host import HostInfo
-from pytest_vmm.hypervisor import Companion, Hypervisor, LaunchPlan
+from pytest_vmm.hypervisor import Companion, Hypervisor, LaunchPlan, ProcessControl
 from pytest_vmm.stack import BootSpec
-
-if TYPE_CHECKING:
-    from pytest_vmm.machine import Machine
 
 QEMU_BINARY = "qemu-system-x86_64"
 # Same port and semantics as god's exit port: status = (value << 1) | 1.
 EXIT_PORT_DEVICE = "isa-debug-exit,iobase=0xf4,iosize=0x04"
 log = logging.getLogger(__name__)
+QMP_SOCKET = "qmp.sock"
+
+
+def base_argv(*, machine: str, accel: str, cpu: str, mem_mib: int, cpus: int, kernel: Path,
+              initrd: Path | None, cmdline: str, qmp: Path | None) -> list[str]:
+    """The QEMU command line every boot shares (a guest under ``qemu``, the lane under
+    ``god-svm``): no defaults, the console on stdio, the exit port, a direct kernel boot."""
+    argv = [
+        QEMU_BINARY,
+        "-M", machine,
+        "-accel", accel,
+        "-cpu", cpu,
+        "-m", str(mem_mib),
+        "-smp", str(cpus),
+        "-display", "none",
+        "-nodefaults",
+        "-no-user-config",
+        "-no-reboot",
+        # signal=off: a 0x03 byte from a test must reach the guest, not stop QEMU.
+        "-chardev", "stdio,id=console,signal=off",
+        "-serial", "chardev:console",
+        "-monitor", "none",
+    ]
+    if qmp is not None:
+        argv += ["-qmp", f"unix:{qmp},server=on,wait=off"]
+    argv += ["-device", EXIT_PORT_DEVICE, "-kernel", str(kernel)]
+    if initrd is not None:
+        argv += ["-initrd", str(initrd)]
+    if cmdline:
+        argv += ["-append", cmdline]
+    return argv
+
+
+def qmp_quit(qmp_path: Path) -> None:
+    """Send QMP ``quit`` (raises on any failure: the caller falls back to signals)."""
+    from qemu.qmp.legacy import QEMUMonitorProtocol
+
+    qmp = QEMUMonitorProtocol(str(qmp_path))
+    qmp.connect()
+    try:
+        qmp.cmd("quit")
+    finally:
+        qmp.close()
 
 
 class Qemu(Hypervisor):
@@ -41,31 +80,11 @@ class Qemu(Hypervisor):
         return "max"
 
     def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:
-        qmp = run_dir / "qmp.sock"
+        qmp = run_dir / QMP_SOCKET
         virtio_suffix = "device" if spec.qemu_machine.startswith("microvm") else "pci"
-        argv = [
-            QEMU_BINARY,
-            "-M", spec.qemu_machine,
-            "-accel", accel,
-            "-cpu", self.cpu_model(accel, host),
-            "-m", str(spec.mem_mib),
-            "-smp", str(spec.cpus),
-            "-display", "none",
-            "-nodefaults",
-            "-no-user-config",
-            "-no-reboot",
-            # signal=off: a 0x03 byte from a test must reach the guest, not stop QEMU.
-            "-chardev", "stdio,id=console,signal=off",
-            "-serial", "chardev:console",
-            "-monitor", "none",
-            "-qmp", f"unix:{qmp},server=on,wait=off",
-            "-device", EXIT_PORT_DEVICE,
-            "-kernel", str(spec.kernel),
-        ]
-        if spec.initrd is not None:
-            argv += ["-initrd", str(spec.initrd)]
-        if spec.cmdline:
-            argv += ["-append", spec.cmdline]
+        argv = base_argv(machine=spec.qemu_machine, accel=accel, cpu=self.cpu_model(accel, host),
+                         mem_mib=spec.mem_mib, cpus=spec.cpus, kernel=spec.kernel, initrd=spec.initrd,
+                         cmdline=spec.cmdline, qmp=qmp)
         for index, disk in enumerate(spec.disks):
             readonly = ",readonly=on" if disk.read_only else ""
             argv += [
@@ -78,13 +97,16 @@ class Qemu(Hypervisor):
             argv += ["-global", "virtio-mmio.force-legacy=false"]
         companions: list[Companion] = []
         sockets = [qmp]
+        vsock_socket = None
         if spec.vsock is not None:
             companion, vsock_argv = self._vsock_backend(spec, run_dir, host, virtio_suffix)
             companions.append(companion)
             argv += vsock_argv
-            sockets.append(run_dir / spec.vsock.socket_name)
+            vsock_socket = run_dir / spec.vsock.socket_name
+            sockets.append(vsock_socket)
         argv += spec.hypervisor_args.get(self.name, [])
-        return LaunchPlan(argv=argv, sockets=sockets, companions=companions)
+        return LaunchPlan(argv=argv, sockets=sockets, companions=companions, control_socket=qmp,
+                          vsock_socket=vsock_socket, stop="qmp")
 
     def _vsock_backend(self, spec: BootSpec, run_dir: Path, host: HostInfo,
                        suffix: str) -> tuple[Companion, list[str]]:
@@ -111,23 +133,15 @@ class Qemu(Hypervisor):
         ]
         return companion, argv
 
-    def request_stop(self, machine: Machine) -> bool:
-        qmp_path = machine.run_dir / "qmp.sock"
-        if not qmp_path.exists():
-            return False
+    def request_stop(self, process: ProcessControl, plan: LaunchPlan) -> bool:
+        if plan.stop != "qmp" or plan.control_socket is None or not plan.control_socket.exists():
+            return super().request_stop(process, plan)
         try:
-            from qemu.qmp.legacy import QEMUMonitorProtocol
-
-            qmp = QEMUMonitorProtocol(str(qmp_path))
-            qmp.connect()
-            try:
-                qmp.cmd("quit")
-            finally:
-                qmp.close()
+            qmp_quit(plan.control_socket)
             return True
         except Exception as exc:  # noqa: BLE001 - any QMP failure falls back to signals
             log.debug("QMP quit failed (%s); falling back to SIGTERM", exc)
-            machine.signal_group(signal.SIGTERM)
+            process.signal_group(signal.SIGTERM)
             return True
 
 

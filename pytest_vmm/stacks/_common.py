@@ -6,8 +6,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from pytest_vmm.host import HostInfo
-from pytest_vmm.stack import ImageRecipe
+from pytest_vmm.stack import ChannelHost, ImageRecipe
+
+if TYPE_CHECKING:
+    from pytest_vmm.agent.client import AgentClient
+    from pytest_vmm.mcp import McpChannel
 
 # pytest_vmm/stacks/_common.py -> repository root (the in-repo stacks build from its guests/).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,12 +48,18 @@ def guest_recipe(name: str, *requires: Requirement, version: str = "1",
     )
 
 
-def agent_channel(machine: object) -> object:
+def agent_channel(machine: ChannelHost) -> AgentClient:
     from pytest_vmm.agent.client import DEFAULT_TIMEOUT, AgentClient
 
     # A guest under TCG (or nested in the lane) answers several times slower than under KVM.
-    factor = machine.config.timeout_factor  # type: ignore[attr-defined]
-    return AgentClient(machine.console, timeout=DEFAULT_TIMEOUT * factor)  # type: ignore[attr-defined]
+    return AgentClient(machine.console, timeout=DEFAULT_TIMEOUT * machine.timeout_factor)
+
+
+def mcp_channel(machine: ChannelHost) -> McpChannel:
+    """``machine.channel("mcp")``: MCP connections over the guest's vsock."""
+    from pytest_vmm.mcp import McpChannel
+
+    return McpChannel.of(machine)
 
 
 def agent_ready_pattern() -> bytes:

@@ -10,9 +10,7 @@ minimal call sequence.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -25,9 +23,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-ADAPTER = Path(__file__).resolve().parents[2] / "guests" / "zigu" / "adapter" / "python-3.12"
-if str(ADAPTER) not in sys.path:
-    sys.path.insert(0, str(ADAPTER))
+from pytest_vmm.stacks import zigu
 
 
 @dataclass
@@ -127,7 +123,7 @@ class Model:
 
 
 def make_machine(abi, UK):
-    import abi_checks
+    abi_checks = zigu.adapter("abi_checks")
 
     gated = sorted(abi_checks.GATED.items())
 
@@ -199,13 +195,12 @@ def make_machine(abi, UK):
 
 
 def test_abi_fuzz_host() -> None:
+    ukernel_abi = zigu.adapter("ukernel_abi")
     try:
-        import ukernel_abi
-
         abi = ukernel_abi.HostAbi()
     except Exception as exc:
         pytest.skip(f"zigu host ABI library unavailable: {exc}")
-    from ukernel_abi import UK
+    UK = ukernel_abi.UK
 
     # Thousands of steps host-side: at least 200 sequences of the profile's step count.
     cur = settings()
@@ -214,10 +209,8 @@ def test_abi_fuzz_host() -> None:
 
 @pytest.mark.vmm_requires("abi")
 def test_abi_fuzz_in_guest(shared_machine) -> None:
-    from ukernel_abi import UK
-    from ukernel_channel import GuestAbi
-
-    abi = GuestAbi(shared_machine, timeout=30.0)
+    UK = zigu.adapter("ukernel_abi").UK
+    abi = shared_machine.channel("abi")
     cur = settings()
     run_state_machine_as_test(make_machine(abi, UK),
                               settings=settings(cur, max_examples=min(cur.max_examples, 10),
