@@ -40,6 +40,17 @@ REPLY_RE = re.compile(REPLY_REGEX)
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:,/+-]+$")
 
+# Every command the protocol defines (docs/agent-protocol.md, "Commands"). An agent may answer
+# some with err 8 (UNSUPPORTED) but names no others; tests/agent/test_agent_sync.py holds each
+# guest's agent to this list.
+COMMANDS: frozenset[str] = frozenset({
+    "hello", "ping", "cpuid", "in", "out", "rd", "wr",
+    "irq_arm", "irq_mask", "irq_unmask", "irq_count", "vec_count", "counts_reset", "eoi",
+    "irq_hold", "ipi", "clock", "halt", "lapic_oneshot",
+    "pit_measure", "pit_start", "pit_read", "pit_stop",
+    "uart_loopback", "uart_stats", "rx_burst", "exit",
+})
+
 
 class ErrorCode(IntEnum):
     """Numeric error codes of ``err`` replies (shared by every guest agent)."""

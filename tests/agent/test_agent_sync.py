@@ -1,0 +1,129 @@
+"""Every guest agent speaks protocol.py: the same command names and the same error codes.
+
+The agents are written in C (guests/probe/agent.c), Zig (guests/zigu/kernel/agent.zig), Rust
+(guests/microkernelia/kernel/src/agent.rs) and shell (guests/zosia/rootfs/agent.sh); each
+defines its constants again because none can import Python. This test reads their sources
+(as tests/zigu/test_header_sync.py does for the ABI header) so a drift fails here, not as a
+puzzling ``err 2`` in a suite.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pytest_vmm.agent import protocol
+from pytest_vmm.agent.protocol import COMMANDS, ErrorCode
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = ROOT / "guests" / "probe" / "agent.c"
+ZIGU = ROOT / "guests" / "zigu" / "kernel" / "agent.zig"
+MICROKERNELIA = ROOT / "guests" / "microkernelia" / "kernel" / "src" / "agent.rs"
+ZOSIA = ROOT / "guests" / "zosia" / "rootfs" / "agent.sh"
+CLIENT = ROOT / "pytest_vmm" / "agent" / "client.py"
+DOC = ROOT / "docs" / "agent-protocol.md"
+
+# The agents' short names for the protocol's error codes (each agent's E_<name>).
+ERROR_ALIASES = {
+    "FRAME": ErrorCode.BAD_FRAME, "BAD_FRAME": ErrorCode.BAD_FRAME,
+    "UNKNOWN": ErrorCode.UNKNOWN_COMMAND,
+    "ARG": ErrorCode.BAD_ARGUMENT,
+    "WIDTH": ErrorCode.UNSUPPORTED_WIDTH,
+    "FAULT": ErrorCode.FAULT,
+    "TIMEOUT": ErrorCode.TIMEOUT,
+    "NOCPU": ErrorCode.NO_CPU,
+    "UNSUPPORTED": ErrorCode.UNSUPPORTED,
+    "BUSY": ErrorCode.BUSY,
+}
+
+
+def probe_commands() -> set[str]:
+    table = PROBE.read_text()
+    return set(re.findall(r'\{"([a-z_]+)",\s*h_\w+,\s*\d\}', table))
+
+
+def zigu_commands() -> set[str]:
+    return set(re.findall(r'\.name = "([a-z_]+)"', ZIGU.read_text()))
+
+
+def microkernelia_commands() -> set[str]:
+    src = MICROKERNELIA.read_text()
+    names: set[str] = set()
+    for arm in re.findall(r'^\s+((?:"[a-z_]+"\s*\|\s*)*"[a-z_]+")\s*=>', src, re.MULTILINE):
+        names |= set(re.findall(r'"([a-z_]+)"', arm))
+    return names
+
+
+def zosia_commands() -> set[str]:
+    src = ZOSIA.read_text()
+    names: set[str] = set()
+    for arm in re.findall(r"^    ([a-z_|]+)\)", src, re.MULTILINE):
+        names |= set(arm.split("|"))
+    return names
+
+
+def client_commands() -> set[str]:
+    return set(re.findall(r'(?:request|encode_request)\((?:req_id, )?"([a-z_]+)"', CLIENT.read_text()))
+
+
+def doc_commands() -> set[str]:
+    section = DOC.read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    for first_cell in re.findall(r"^\| ([^|]+) \|", section, re.MULTILINE):
+        names |= set(re.findall(r"`([a-z_]+)`", first_cell))
+    return names
+
+
+def error_constants(source: Path, pattern: str) -> dict[str, int]:
+    return {name: int(value) for name, value in re.findall(pattern, source.read_text(), re.MULTILINE)}
+
+
+AGENT_COMMANDS = {
+    "probe (C)": probe_commands,
+    "zigu (Zig)": zigu_commands,
+    "microkernelia (Rust)": microkernelia_commands,
+    "zosia (shell)": zosia_commands,
+}
+
+
+def test_the_probe_implements_every_command_of_the_protocol() -> None:
+    assert probe_commands() == COMMANDS
+
+
+@pytest.mark.parametrize("agent", sorted(AGENT_COMMANDS))
+def test_agent_names_only_commands_of_the_protocol(agent: str) -> None:
+    names = AGENT_COMMANDS[agent]()
+    assert len(names) >= 10, f"the {agent} parser found only {sorted(names)}: did the source change shape?"
+    assert names <= COMMANDS, f"{agent} answers commands protocol.py does not define: {sorted(names - COMMANDS)}"
+    assert {"hello", "ping", "exit"} <= names, f"{agent} lacks a command every agent must answer"
+
+
+def test_client_and_docs_use_the_protocol_commands() -> None:
+    assert client_commands() == COMMANDS
+    assert doc_commands() == COMMANDS
+
+
+@pytest.mark.parametrize(("agent", "source", "pattern"), [
+    ("probe (C)", PROBE, r"^#define E_([A-Z_]+) (\d+)"),
+    ("zigu (Zig)", ZIGU, r"^const E_([A-Z_]+) = (\d+);"),
+    ("microkernelia (Rust)", MICROKERNELIA, r"^const E_([A-Z_]+): u\d+ = (\d+);"),
+])
+def test_agent_error_codes_match_the_protocol(agent: str, source: Path, pattern: str) -> None:
+    codes = error_constants(source, pattern)
+    assert len(codes) >= 8, f"found only {codes} in {source}"
+    unknown = sorted(set(codes) - set(ERROR_ALIASES))
+    assert not unknown, f"{agent} defines error codes with no meaning in protocol.py: {unknown}"
+    wrong = {name: (value, int(ERROR_ALIASES[name])) for name, value in codes.items() if value != ERROR_ALIASES[name]}
+    assert not wrong, f"{agent} error codes differ from protocol.ErrorCode (agent, protocol): {wrong}"
+
+
+def test_zosia_shell_agent_fails_only_with_protocol_codes() -> None:
+    used = {int(code) for code in re.findall(r"\bfail (\d+) ", ZOSIA.read_text())}
+    assert used, "no 'fail N' in the shell agent: did the source change shape?"
+    assert used <= {int(code) for code in ErrorCode}, f"unknown error codes {sorted(used - set(ErrorCode))}"
+
+
+def test_protocol_module_names_every_command_once() -> None:
+    assert all(protocol._TOKEN_RE.match(name) for name in COMMANDS)
