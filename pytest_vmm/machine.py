@@ -376,6 +376,11 @@ class Machine:
     def console_text(self) -> bytes:
         return self.console_log.read_bytes() if self.console_log.exists() else b""
 
+    def crashed(self) -> bool:
+        """A fail pattern appeared somewhere on the console (the guest must not be reused)."""
+        data = self.console_text()
+        return any(pattern.search(data) for pattern in self._fail_res)
+
     def check_console(self) -> None:
         """Fail if a fail pattern appeared anywhere on the console (checked after each test)."""
         data = self.console_text()

@@ -31,6 +31,8 @@ def addoption(parser: pytest.Parser) -> None:
                     help=f"LLM tokens/s floor for the tok/s suite (ini: vmm_min_tok_s; default {DEFAULT_MIN_TOK_S:g})")
     group.addoption("--vmm-matrix", dest="vmm_matrix", metavar="PATH", default=None,
                     help="write the conformance matrix as PATH.json and PATH.md (ini: vmm_matrix)")
+    group.addoption("--vmm-fresh", dest="vmm_fresh", action="store_true", default=False,
+                    help="boot a fresh guest for every check, also for those marked vmm_shared")
     group.addoption("--vmm-profile", dest="vmm_profile", action="store_true", default=False,
                     help="print where the run's time went by phase (build, boot, check, shutdown) and "
                          "target; always printed at -v")

@@ -52,6 +52,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vmm_requires(*capabilities): the test needs these stack capabilities; "
                                        "skipped with the reason on stacks that lack one")
     config.addinivalue_line("markers", "vmm_stacks(*names): run the test only on these stacks (or STACK@HV targets)")
+    config.addinivalue_line("markers", "vmm_shared(True|False): the check leaves the guest as it found it, so its "
+                                       "`machine` may be the target's shared, health-checked guest (False: a fresh one)")
     config.stash[SESSION_KEY] = VmmSession(config)
     if not _is_xdist_worker(config):
         config.pluginmanager.register(MatrixReporter(config), MatrixReporter.NAME)
@@ -296,9 +298,22 @@ def machine_factory(request: pytest.FixtureRequest, vmm: VmmSession,
             raise MachineLeak("; ".join(e.summary if isinstance(e, MachineError) else str(e) for e in errors))
 
 
+def _may_share(request: pytest.FixtureRequest) -> bool:
+    marker = request.node.get_closest_marker("vmm_shared")
+    if marker is None or request.config.getoption("vmm_fresh", False):
+        return False
+    return bool(marker.args[0]) if marker.args else True
+
+
 @pytest.fixture
-def machine(machine_factory: MachineFactory, vmm_stack: Target) -> Machine:
-    """A freshly booted guest for this test; shut down (and checked for leaks) afterwards."""
+def machine(request: pytest.FixtureRequest, machine_factory: MachineFactory, vmm_stack: Target) -> Machine:
+    """A freshly booted guest for this test; shut down (and checked for leaks) afterwards.
+
+    A check marked ``vmm_shared`` (it leaves the guest as it found it) gets the target's shared
+    guest instead, health-checked before each use (``shared_machine``); ``--vmm-fresh`` undoes it.
+    """
+    if _may_share(request):
+        return request.getfixturevalue("shared_machine")
     return machine_factory.boot(vmm_stack)
 
 
@@ -340,6 +355,9 @@ def shared_machine(request: pytest.FixtureRequest, vmm_stack: Target, _vmm_pool:
     _attach(request, booted)
     yield booted
     _detach(request, booted)
+    call_report = request.node.stash.get(PHASE_REPORTS_KEY, {}).get("call")
+    if call_report is not None and call_report.passed:
+        booted.check_console()  # a panic during this test fails it (and the guest is not reused)
 
 
 # ------------------------------------------------------------------- reporting

@@ -11,12 +11,12 @@ import pytest
 
 from pytest_vmm import availability, options
 from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
-from pytest_vmm.errors import TargetUnavailable
+from pytest_vmm.errors import MachineError, TargetUnavailable
 from pytest_vmm.factory import MachineFactory
 from pytest_vmm.host import HostInfo
 from pytest_vmm.machine import Machine, MachineConfig
 from pytest_vmm.registry import Registry, RegistryError, Target
-from pytest_vmm.stack import BootTransform, BuiltImage, ImageRecipe
+from pytest_vmm.stack import BootTransform, BuiltImage, ChannelHost, ImageRecipe
 
 
 def build_registry(config: pytest.Config) -> Registry:
@@ -123,8 +123,19 @@ class VmmSession:
             boot_timeout_s=base * avail.timeout_factor,
             timeout_factor=avail.timeout_factor,
             channels=dict(target.stack.channels),
-            health=target.stack.health,
+            health=target.stack.health or (agent_answers if "agent" in target.stack.channels else None),
         ))
+
+
+def agent_answers(machine: ChannelHost) -> bool:
+    """Default health probe of a shared guest with an agent: it still answers ``ping``."""
+    from pytest_vmm.agent.client import AgentError, AgentTimeout
+
+    try:
+        machine.channel("agent").ping()
+    except (AgentError, AgentTimeout, MachineError, OSError):
+        return False
+    return True
 
 
 class MachinePool:
@@ -142,7 +153,7 @@ class MachinePool:
     def get(self, target: Target) -> Machine:
         current = self.machines.get(target.id)
         if current is not None:
-            if current.healthy():
+            if current.healthy() and not current.crashed():
                 return current
             self.machines.pop(target.id)
             self.reboots[target.id] = self.reboots.get(target.id, 0) + 1

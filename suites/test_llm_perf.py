@@ -3,8 +3,8 @@ tokens/s floor and the in-VM/native ratio, the selftest/diag/ci modes, the inter
 prompt, and clear messages when the model is missing or corrupt.
 
 The stack's default boot is its test agent; these tests boot the other modes through the
-``zosia_boot`` factory: an unstarted machine from ``vmm.new_machine`` whose spec gets the
-mode's kernel flags (``pytest_vmm.stacks.zosia.set_mode``) before it starts.
+``zosia_boot`` factory: the test's machine factory boots zosia with the mode's boot variant
+(``pytest_vmm.stacks.zosia.mode``: kernel flags, ready pattern, disks) applied to its BootSpec.
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pytest_vmm import Machine
-from pytest_vmm.errors import TargetUnavailable
+from pytest_vmm.factory import MachineFactory
 from pytest_vmm.registry import Target
-from pytest_vmm.session import VmmSession
 from pytest_vmm.stack import Disk
 from pytest_vmm.stacks import zosia
 
@@ -52,39 +51,20 @@ KEEP_DISK = object()
 
 
 @pytest.fixture
-def zosia_boot(request: pytest.FixtureRequest, vmm: VmmSession, vmm_stack: Target,
-               vmm_artifacts_dir: Path) -> Iterator[Boot]:
+def zosia_boot(machine_factory: MachineFactory, vmm_stack: Target) -> Boot:
     """``zosia_boot(flags, ready=..., disk=...)`` boots zosia in a mode and returns the machine.
 
     ``flags``: kernel arguments choosing the mode ("" is the interactive prompt); ``ready``:
     the console pattern that means booted; ``disk``: a model disk image to use instead of the
-    image's, or None for no disk. Machines are shut down (and checked for leaks) afterwards.
+    image's, or None for no disk. The machines are the test's (failure reports show their
+    console tails; they are shut down and checked for leaks afterwards).
     """
-    machines: list[Machine] = []
-
     def boot(flags: str = "", ready: bytes = zosia.READY, disk: object = KEEP_DISK) -> Machine:
-        try:
-            machine = vmm.new_machine(vmm_stack, vmm_artifacts_dir / f"boot{len(machines)}")
-        except TargetUnavailable as exc:
-            pytest.skip(str(exc))
         disks = None if disk is KEEP_DISK else [] if disk is None else [Disk(Path(str(disk)), read_only=True)]
-        zosia.set_mode(machine.spec, flags, ready, disks)
-        machines.append(machine)
-        machine.metric_listeners.append(lambda name, value: request.node.user_properties.append((name, value)))
-        machine.start()
-        if machine.boot_ms is not None:
-            request.node.user_properties.append(("boot_ms", round(machine.boot_ms, 1)))
-        return machine
+        return machine_factory.boot(vmm_stack, zosia.mode(flags, ready, disks),
+                                    name=f"boot{len(machine_factory.machines)}")
 
-    yield boot
-    problems = []
-    for machine in machines:
-        try:
-            machine.shutdown()
-        except Exception as exc:  # noqa: BLE001 - report every leak
-            problems.append(str(exc))
-    if problems:
-        pytest.fail("; ".join(problems), pytrace=False)
+    return boot
 
 
 def powers_off(machine: Machine) -> None:

@@ -28,7 +28,10 @@ VIRTIO_CANDIDATES = [0xFEB00000 + 0x200 * i for i in range(8)] + [0xD0000000 + 0
 VIRTIO_MAGIC = 0x74726976  # "virt"
 RAM_SCRATCH = 0x00400000  # free RAM above the probe's image (it ends below 2 MiB)
 
-pytestmark = pytest.mark.vmm_requires("mmio")
+# Each check leaves the guest as it found it (writes are read back and restored), so checks of
+# one target share a guest, health-checked between them; the two that reset a virtio device's
+# state take a fresh one.
+pytestmark = [pytest.mark.vmm_requires("mmio"), pytest.mark.vmm_shared]
 
 
 def ioapic_reg(agent: AgentClient, reg: int) -> int:
@@ -175,6 +178,7 @@ def test_virtio_mmio_read_only_register_ignores_writes(machine: Machine, offset:
     assert after == before, f"{name} at {base + offset:#x}: expected {before:#x} after a write, observed {after:#x}"
 
 
+@pytest.mark.vmm_shared(False)
 def test_virtio_mmio_status_resets_to_zero(machine: Machine) -> None:
     agent = machine.agent
     base = virtio_transport(machine)
@@ -184,6 +188,7 @@ def test_virtio_mmio_status_resets_to_zero(machine: Machine) -> None:
     assert observed == 0, f"Status at {base + 0x70:#x} after writing 0: expected 0, observed {observed:#x}"
 
 
+@pytest.mark.vmm_shared(False)
 def test_virtio_mmio_queue_num_max_zero_for_missing_queue(machine: Machine) -> None:
     agent = machine.agent
     base = virtio_transport(machine)

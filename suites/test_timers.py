@@ -17,7 +17,9 @@ from pytest_vmm import Machine
 
 RATE_TOLERANCE = 0.01  # 1%
 NESTED_HALT_CPU_LIMIT = 0.60  # of a core, for a VMM nested in an emulated machine (the lane)
-pytestmark = pytest.mark.vmm_requires("timer")
+# Each check programs the timer it measures and stops it again: checks of one target share a
+# guest, health-checked between them.
+pytestmark = [pytest.mark.vmm_requires("timer"), pytest.mark.vmm_shared]
 
 
 # ---------------------------------------------------------------------------- PIT

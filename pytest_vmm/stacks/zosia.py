@@ -7,8 +7,9 @@ Boot modes. The stack's default boot (what the ``machine`` fixture gives every s
 *agent* mode: ``zosia.agent=1`` makes /init run the BusyBox shell agent
 (``guests/zosia/rootfs/agent.sh``) on the serial console instead of llama.cpp, and the
 machine is ready at the agent's ``@@ready`` banner. The llm suite boots the other modes
-(prompt, perf, selftest, diag, ci) itself: ``set_mode(machine.spec, flags, ready)`` turns an
-unstarted machine's spec into one of them (see suites/test_llm_perf.py and docs/zosia.md).
+(prompt, perf, selftest, diag, ci) itself: ``mode(flags, ready)`` is the BootSpec transform
+that turns the agent boot into one of them, applied by the machine factory before the machine
+is built (see suites/test_llm_perf.py and docs/zosia.md).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 
 from pytest_vmm.host import HostInfo
-from pytest_vmm.stack import BootSpec, BuiltImage, Disk, Stack
+from pytest_vmm.stack import BootSpec, BootTransform, BuiltImage, Disk, Stack
 from pytest_vmm.stacks._common import (
     COMMON_FAIL_PATTERNS,
     GUESTS,
@@ -86,6 +87,11 @@ def set_mode(spec: BootSpec, flags: str = "", ready: bytes = READY, disks: list[
     if disks is not None:
         spec.disks = list(disks)
     return spec
+
+
+def mode(flags: str = "", ready: bytes = READY, disks: list[Disk] | None = None) -> BootTransform:
+    """The boot variant for a mode (``set_mode``'s arguments), for ``machine_factory.boot``."""
+    return lambda spec: set_mode(spec, flags, ready, disks)
 
 
 def preferred_accel(host: HostInfo, hypervisor: str) -> str | None:

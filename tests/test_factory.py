@@ -1,0 +1,127 @@
+"""The machine factory owns every machine of a test: variants, failure reports, shutdown,
+Machine.start() cleaning up after its own failure, shared read-only checks, the profile."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.leaks import leftover_processes, leftover_run_dirs
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers():
+    before = set(leftover_processes())
+    yield
+    assert set(leftover_processes()) - before == set(), "a test-double guest outlived its test"
+    assert leftover_run_dirs() == [], "a machine run dir was left in /tmp"
+
+
+def test_factory_boots_variants_and_reports_each_machines_tail(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile("""
+        import dataclasses
+
+        def louder(spec):
+            return dataclasses.replace(spec, cmdline=spec.cmdline + " extra")
+
+        def test_two(machine_factory, vmm_stack):
+            plain = machine_factory.boot(vmm_stack, name="plain")
+            variant = machine_factory.boot(vmm_stack, louder, name="variant")
+            assert variant.spec.cmdline.endswith(" extra") and not plain.spec.cmdline.endswith(" extra")
+            assert plain.pid != variant.pid and plain.is_alive() and variant.is_alive()
+            variant.sendline("ping 9")
+            variant.expect(rb"pong 9")
+            assert False, "deliberate"
+    """)
+    result = pytester.runpytest("--vmm=fake")
+    result.assert_outcomes(failed=1)
+    # Both machines are in the failure report, each with its own console.
+    assert result.stdout.str().count("vmm console tail: fake") == 2
+    result.stdout.fnmatch_lines(["*pong 9*"])
+
+
+def test_start_cleans_up_after_its_own_failure(fake_project) -> None:
+    pytester = fake_project({"fake": "hang"}, timeout=0.5)
+    pytester.makepyfile("""
+        import pytest
+        from pytest_vmm.errors import BootTimeout
+
+        def test_it(machine_factory, vmm_stack):
+            built = machine_factory.build(vmm_stack)
+            with pytest.raises(BootTimeout):
+                built.start()
+            # No caller clean-up needed: the process is gone and so is the run dir.
+            assert not built.is_alive() and built.exit_status is not None
+            assert not built.run_dir.exists()
+    """)
+    pytester.runpytest("--vmm=fake").assert_outcomes(passed=1)
+
+
+def test_vmm_shared_checks_share_a_guest_and_fresh_ones_do_not(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile("""
+        import pytest
+
+        pytestmark = pytest.mark.vmm_shared
+        pids = []
+
+        def test_a(machine):
+            pids.append(machine.pid)
+
+        def test_b(machine):
+            pids.append(machine.pid)
+            assert pids[0] == pids[1], "two read-only checks should share the guest"
+
+        @pytest.mark.vmm_shared(False)
+        def test_fresh(machine):
+            assert machine.pid not in pids
+    """)
+    pytester.runpytest("--vmm=fake", "-p", "no:randomly").assert_outcomes(passed=3)
+    pytester.runpytest("--vmm=fake", "-p", "no:randomly", "--vmm-fresh").assert_outcomes(passed=2, failed=1)
+
+
+def test_a_shared_guest_that_printed_a_panic_is_not_reused(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile("""
+        import pytest
+
+        pytestmark = pytest.mark.vmm_shared
+        pids = []
+
+        def test_panics(machine):
+            pids.append(machine.pid)
+            machine.sendline("panic")
+            machine.expect(rb"Kernel panic")  # the check saw it; the guest is still spoiled
+
+        def test_next(machine):
+            assert machine.pid not in pids
+    """)
+    result = pytester.runpytest("--vmm=fake", "-p", "no:randomly")
+    # The panic fails its own check at teardown even though the check swallowed it.
+    result.assert_outcomes(passed=2, errors=1)
+
+
+def test_phase_profile_is_printed_with_vmm_profile_and_at_v(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile("""
+        def test_a(machine): pass
+        def test_b(machine): pass
+    """)
+    result = pytester.runpytest("--vmm=fake", "--vmm-profile")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*vmm phase profile*", "target*build s (n)*boot s (n)*check s (n)*shutdown s (n)*",
+                                 "fake *(2)*(2)*(2)*(2)*"])
+    assert "vmm phase profile" not in pytester.runpytest("--vmm=fake").stdout.str()
+    assert "vmm phase profile" in pytester.runpytest("--vmm=fake", "-v").stdout.str()
+
+
+def test_phase_profile_crosses_xdist_workers(fake_project) -> None:
+    pytest.importorskip("xdist")
+    pytester = fake_project()
+    pytester.makepyfile("""
+        def test_a(machine): pass
+        def test_b(machine): pass
+    """)
+    result = pytester.runpytest("--vmm=fake,fake2", "--vmm-profile", "-n", "2")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["fake *(2)*(2)*(2)*(2)*", "fake2 *(2)*(2)*(2)*(2)*"])
