@@ -7,7 +7,10 @@ Reports the median and spread of spawn -> ready banner and spawn -> first reply 
 hypervisor, the ratio god/QEMU, and god's interpreter start-up alone. Boots alternate between
 the hypervisors so a change of host load hits both. Prints figures; asserts nothing.
 
-    python benchmarks/boot.py [--boots 10] [--hypervisors god,qemu]
+    python benchmarks/boot.py [--boots 10] [--hypervisors god,qemu,god-legacy]
+
+``god-legacy`` is god started as before the start-up work (``python -u -m god`` with site, and
+whatever PYTHONDONTWRITEBYTECODE the environment has), for a before/after in one run.
 """
 
 from __future__ import annotations
@@ -28,7 +31,25 @@ from pytest_vmm.machine import Machine, MachineConfig
 from pytest_vmm.registry import Registry
 
 
+def legacy_god_start() -> tuple[tuple[str, ...], object]:
+    """Swap god's launch to the old start-up; returns what to restore."""
+    saved = (god_hv.PYTHON_FLAGS, god_hv.god_python_env)
+    god_hv.PYTHON_FLAGS = ("-u",)
+    god_hv.god_python_env = lambda: {"PYTHONUNBUFFERED": "1"}  # type: ignore[assignment]
+    return saved
+
+
 def boot_once(registry: Registry, target_id: str, host: HostInfo, image: object, out: Path) -> tuple[float, float]:
+    legacy = target_id.endswith("-legacy")
+    saved = legacy_god_start() if legacy else None
+    try:
+        return _boot_once(registry, target_id.removesuffix("-legacy"), host, image, out)
+    finally:
+        if saved is not None:
+            god_hv.PYTHON_FLAGS, god_hv.god_python_env = saved  # type: ignore[assignment]
+
+
+def _boot_once(registry: Registry, target_id: str, host: HostInfo, image: object, out: Path) -> tuple[float, float]:
     target = registry.resolve(target_id)[0]
     avail = check(target, host, "auto")
     if not avail.ok:
@@ -64,7 +85,7 @@ def interpreter_start(boots: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--boots", type=int, default=10)
-    ap.add_argument("--hypervisors", default="god,qemu")
+    ap.add_argument("--hypervisors", default="god,qemu,god-legacy")
     a = ap.parse_args()
     host = HostInfo.detect()
     registry = Registry(host)
@@ -77,7 +98,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vmm-boot-bench-") as tmp:
         for i in range(a.boots):
             for hv in hvs:
-                target = "god" if hv == "god" else f"god@{hv}"
+                target = "god" if hv == "god" else "god-legacy" if hv == "god-legacy" else f"god@{hv}"
                 results[hv].append(boot_once(registry, target, host, image, Path(tmp) / f"{hv}-{i}"))
     print(f"probe kernel, {a.boots} boots each, host KVM {host.kvm_flavour}")
     print(f"{'hypervisor':<10} {'ready ms (median, min..max)':<30} {'first reply ms (median, min..max)':<34}")
@@ -90,6 +111,8 @@ def main() -> int:
               f"{statistics.median(reply):7.1f} ({min(reply):6.1f}..{max(reply):6.1f})")
     if "god" in medians and "qemu" in medians:
         print(f"god / qemu (first reply, medians): {medians['god'] / medians['qemu']:.2f}x")
+    if "god" in medians and "god-legacy" in medians:
+        print(f"god / god-legacy start (first reply, medians): {medians['god'] / medians['god-legacy']:.2f}x")
     if "god" in hvs:
         print(f"god's interpreter start-up (python {' '.join(god_hv.PYTHON_FLAGS)}, imports): "
               f"{interpreter_start(a.boots) * 1000:.1f} ms median")

@@ -17,18 +17,22 @@ from typing import Literal
 
 KvmFlavour = Literal["pvm", "vmx", "svm", "none"]
 
-# Which kernel module serves /dev/kvm tells us what kind of virtualization we really have.
-_FLAVOUR_MODULES: tuple[tuple[str, KvmFlavour], ...] = (
-    ("kvm_pvm", "pvm"),
-    ("kvm_intel", "vmx"),
-    ("kvm_amd", "svm"),
-)
-
-
 def detect_kvm_flavour(sys_module: Path = Path("/sys/module")) -> KvmFlavour:
-    for module, flavour in _FLAVOUR_MODULES:
-        if (sys_module / module).exists():
-            return flavour
+    """Which kernel module serves /dev/kvm: what kind of virtualization we really have.
+
+    The module -> flavour table is god's (``god.flavour``, standard library only, importing
+    nothing else of god): one table for the VMM and the plugin, and god stays usable without
+    pytest-vmm. Without god installed the flavour is "none" (unknown), as when no module is
+    loaded.
+    """
+    try:
+        from god.flavour import kvm_flavour
+    except ImportError:
+        return "none"
+    flavour = kvm_flavour(sys_module)
+    for known in ("pvm", "vmx", "svm"):
+        if flavour == known:
+            return known
     return "none"
 
 

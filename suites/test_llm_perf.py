@@ -22,6 +22,7 @@ import pytest
 from pytest_vmm import Machine
 from pytest_vmm.factory import MachineFactory
 from pytest_vmm.registry import Target
+from pytest_vmm.session import VmmSession
 from pytest_vmm.stack import Disk
 from pytest_vmm.stacks import zosia
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from pytest_vmm.host import HostInfo
 from pytest_vmm.stack import BootSpec, BuiltImage, Disk, Stack, VsockSpec
-from pytest_vmm.stacks._common import COMMON_FAIL_PATTERNS, agent_channel, guest_recipe, mcp_channel, needs_tool
+from pytest_vmm.stacks._common import (
+    COMMON_FAIL_PATTERNS,
+    agent_channel,
+    guest_recipe,
+    mcp_channel,
+    needs_tool,
+)
 
 READY = rb"microkernelia: mcp ready"
 MCP_PORT = 5000

@@ -12,8 +12,8 @@ import errno
 import fcntl
 import mmap
 import os
-from pathlib import Path
 
+from god.flavour import kvm_flavour
 from god.kvm import ioctls as k
 from god.kvm import structs as s
 from god.kvm.caps import CAPS, Cap
@@ -43,14 +43,6 @@ def _ioctl(fd: int, name: str, req: int, arg: int | ctypes.Structure | ctypes.Ar
         return fcntl.ioctl(fd, req, arg, True)
     except OSError as e:
         raise KvmError(f"{name} failed: {e}") from e
-
-
-def kvm_flavour(sys_module: Path = Path("/sys/module")) -> str:
-    """Which KVM serves /dev/kvm: 'pvm' (software, kvm_pvm), 'vmx' (Intel), 'svm' (AMD)."""
-    for module, flavour in (("kvm_pvm", "pvm"), ("kvm_intel", "vmx"), ("kvm_amd", "svm")):
-        if (sys_module / module).exists():
-            return flavour
-    return "unknown"
 
 
 class Kvm:
