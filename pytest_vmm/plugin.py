@@ -250,7 +250,7 @@ def _detach(request: pytest.FixtureRequest, machine: Machine) -> None:
     machine.metric_listeners.clear()
 
 
-class TestMachines(MachineFactory):
+class PerTestMachines(MachineFactory):
     """The factory of one test: its machines are in the test's failure reports from the
     moment they exist, and report boot time and metrics to its JUnit properties."""
 
@@ -280,7 +280,7 @@ def machine_factory(request: pytest.FixtureRequest, vmm: VmmSession,
     variant is a ``BootSpec -> BootSpec`` transform) and owns them: after the test each one's
     console is checked for fail patterns (if the test passed) and it is shut down with the leak
     check."""
-    factory = TestMachines(request, vmm, vmm_artifacts_dir)
+    factory = PerTestMachines(request, vmm, vmm_artifacts_dir)
     request.node.stash[FACTORY_KEY] = factory
     yield factory
     for booted in factory.machines:
