@@ -108,7 +108,7 @@ static int h_hello(struct ctx *c) {
     o_kv_str(c->o, "hv", hv);
     o_kv_dec(c->o, "mptable", (u64)mp.found);
     o_kv_dec(c->o, "pit_pin", (u64)line_pin(0));
-    o_kv_str(c->o, "caps", cpus_online > 1 ? "port,mmio,irq,timer,uart,exit,smp" : "port,mmio,irq,timer,uart,exit");
+    o_kv_str(c->o, "caps", cpus_online > 1 ? "port,mmio,irq,timer,uart,exit,tickgaps,smp" : "port,mmio,irq,timer,uart,exit,tickgaps");
     return 0;
 }
 
@@ -332,14 +332,28 @@ static int h_lapic_oneshot(struct ctx *c) {
     return 0;
 }
 
-static void pit_report(struct ctx *c) {
+/* Tick accounting (timer.c): gaps/missed/bunched from the ISR, pending = whole periods since
+ * the last tick's boundary that delivered nothing yet (at the stop instant once stopped). */
+static void pit_report_at(struct ctx *c, u64 now, int stopped) {
     o_kv_dec(c->o, "ticks", pit_ticks);
-    o_kv_dec(c->o, "ns", tsc_to_ns(rdtsc() - pit_start_tsc));
+    o_kv_dec(c->o, "ns", tsc_to_ns(now - pit_start_tsc));
     o_kv_dec(c->o, "hz", pit_hz);
     o_kv_dec(c->o, "divisor", pit_divisor);
     o_kv_dec(c->o, "span_ns", pit_ticks > 1 ? tsc_to_ns(pit_last_tsc - pit_first_tsc) : 0);
     o_kv_dec(c->o, "pin", (u64)pit_line_pin);
+    o_kv_dec(c->o, "missed", pit_missed);
+    o_kv_dec(c->o, "bunched", pit_bunched);
+    o_kv_dec(c->o, "gaps", pit_gaps);
+    u32 pending = pit_pending_at_stop;
+    if (!stopped) { /* the ISR latches channel 0 too */
+        cli();
+        pending = pit_pending();
+        sti();
+    }
+    o_kv_dec(c->o, "pending", pending);
 }
+
+static void pit_report(struct ctx *c) { pit_report_at(c, rdtsc(), 0); }
 
 static int h_pit_start(struct ctx *c) {
     ARG(hz, "hz", 0, 1000, 100000);
@@ -356,7 +370,7 @@ static int h_pit_read(struct ctx *c) {
 
 static int h_pit_stop(struct ctx *c) {
     pit_stop();
-    pit_report(c);
+    pit_report_at(c, pit_stop_tsc, 1);
     return 0;
 }
 
@@ -372,15 +386,8 @@ static int h_pit_measure(struct ctx *c) {
             pause();
     else
         WAIT_UNTIL(0, end);
-    u64 stop = rdtsc();
     pit_stop();
-    u32 ticks = pit_ticks;
-    o_kv_dec(c->o, "ticks", ticks);
-    o_kv_dec(c->o, "ns", tsc_to_ns(stop - pit_start_tsc));
-    o_kv_dec(c->o, "hz", pit_hz);
-    o_kv_dec(c->o, "divisor", pit_divisor);
-    o_kv_dec(c->o, "span_ns", ticks > 1 ? tsc_to_ns(pit_last_tsc - pit_first_tsc) : 0);
-    o_kv_dec(c->o, "pin", (u64)pit_line_pin);
+    pit_report_at(c, pit_stop_tsc, 1);
     return 0;
 }
 

@@ -123,7 +123,10 @@ int pit_start(u32 hz, int pin);
 void pit_stop(void);
 extern u32 pit_hz, pit_divisor;
 extern int pit_line_pin;
-extern u64 pit_start_tsc;
+extern u64 pit_start_tsc, pit_stop_tsc, pit_period_tsc;
+extern volatile u32 pit_gaps, pit_missed, pit_bunched;
+u32 pit_pending(void);
+extern u32 pit_pending_at_stop;
 
 /* wait (HLT, interrupts on) until cond or the TSC deadline; the LAPIC timer bounds each HLT */
 #define WAIT_UNTIL(cond, deadline)                          \

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pexpect
 
 from pytest_vmm.agent.protocol import (
+    PIT_ACCOUNTING_FIELDS,
     READY_RE,
     REPLY_RE,
     ErrorCode,
@@ -97,6 +98,13 @@ class TickCount:
     hz: int
     divisor: int = 0  # PIT reload value: the exact rate is PIT_INPUT_HZ / divisor Hz
     span_ns: int = 0  # first tick to last tick, by the guest TSC
+    # Tick accounting (agents with the "tickgaps" feature; None otherwise): ticks swallowed by
+    # gaps of > 1.5 periods, ticks that came < 0.5 period after the previous one, how many such
+    # gaps, and whole periods since the last tick that delivered nothing yet.
+    missed: int | None = None
+    bunched: int | None = None
+    gaps: int | None = None
+    pending: int | None = None
 
     @property
     def rate_hz(self) -> float:
@@ -112,6 +120,14 @@ class TickCount:
         """
         periods = round(self.ns * self.rate_hz / 1e9)
         return max(0, periods - 1), periods + 1
+
+    @property
+    def periods_seen(self) -> int | None:
+        """Periods the guest saw elapse: delivered ticks, plus the ones merged into gaps or still
+        pending, minus re-injected (bunched) ones; None when the agent does no tick accounting."""
+        if self.missed is None or self.bunched is None or self.pending is None:
+            return None
+        return self.ticks + self.missed + self.pending - self.bunched
 
 
 @dataclass(frozen=True)
@@ -352,7 +368,8 @@ class AgentClient:
     @staticmethod
     def _ticks(r: Reply) -> TickCount:
         return TickCount(r.int("ticks"), r.int("ns"), r.int("hz"), r.get_int("divisor", 0) or 0,
-                         r.get_int("span_ns", 0) or 0)
+                         r.get_int("span_ns", 0) or 0,
+                         *(r.get_int(name) for name in PIT_ACCOUNTING_FIELDS))
 
     def pit_measure(self, ms: int, hz: int = 1000) -> TickCount:
         """PIT periodic at ``hz`` for ``ms`` of guest time: ticks counted by the guest."""
