@@ -53,7 +53,7 @@ def test_junit_properties_and_matrix(fake_project) -> None:
         "test_suite::test_console_check  *pass*pass*",
     ])
     data = json.loads((pytester.path / "out/matrix.json").read_text())
-    assert data["counts"]["fake2"]["test_suite"] == {"passed": 1, "failed": 1, "skipped": 1}
+    assert data["counts"]["fake2"]["test_suite"] == {"passed": 1, "failed": 1, "skipped": 1, "known": 0}
     assert data["targets"] == ["fake", "fake2"]
     markdown = (pytester.path / "out/matrix.md").read_text()
     assert "| fake2 | 1/1/1 |" in markdown

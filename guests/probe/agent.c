@@ -694,7 +694,7 @@ static int h_rx_burst(struct ctx *c) {
     ARG(ms, "ms", 0, 5000, 600000);
     struct out g;
     g.n = 0;
-    u32 irq0 = rx_irqs, ovr0 = rx_overruns, drop0 = rx_dropped;
+    u32 irq0 = rx_irqs, ovr0 = rx_overruns, drop0 = rx_dropped, empty0 = rx_empty_irqs;
     while (rx_available()) /* anything left from before belongs to no one */
         (void)rx_getc();
     send_go(&g);
@@ -717,6 +717,7 @@ static int h_rx_burst(struct ctx *c) {
     o_kv_dec(c->o, "overruns", rx_overruns - ovr0);
     o_kv_dec(c->o, "dropped", rx_dropped - drop0);
     o_kv_dec(c->o, "timed_out", got < n);
+    o_kv_dec(c->o, "empty_irqs", rx_empty_irqs - empty0);
     return 0;
 }
 

@@ -141,7 +141,7 @@ extern u32 pit_pending_at_stop;
     } while (0)
 
 /* ---------------------------------------------------------------- uart.c */
-extern volatile u32 rx_bytes, rx_irqs, rx_overruns, rx_dropped;
+extern volatile u32 rx_bytes, rx_irqs, rx_overruns, rx_dropped, rx_empty_irqs;
 void uart_init(void);
 void uart_enable_rx_irq(void);
 void uart_putc(char c);

@@ -47,6 +47,18 @@ class AgentError(Exception):
         self.request = request
 
 
+class ExitIgnored(AssertionError):
+    """The guest wrote its exit port and the machine kept running (the agent's ``err`` reply to
+    ``exit``): a failure of the exit path, never a missing feature, so never a skip."""
+
+    def __init__(self, status: int, code: int, text: str) -> None:
+        super().__init__(f"exit({status}): the guest's exit port did not stop the machine "
+                         f"(agent error {code}: {text})")
+        self.status = status
+        self.code = code
+        self.text = text
+
+
 class AgentTimeout(Exception):
     """No reply in time (or the console closed): names the request and shows the console tail."""
 
@@ -157,6 +169,7 @@ class UartBurst:
     fnv: int
     overruns: int
     dropped: int
+    empty_irqs: int | None = None  # RX interrupts whose ISR found no byte (agents that count them)
 
     @property
     def intact(self) -> bool:
@@ -349,7 +362,8 @@ class AgentClient:
                 self.console.send(data[i : i + chunk])
 
         r = self.request("rx_burst", n=len(data), ms=ms, on_go=send, timeout=self.timeout + ms / 1000)
-        return UartBurst(data, r.int("bytes"), r.int("irqs"), r.int("fnv"), r.int("overruns"), r.int("dropped"))
+        return UartBurst(data, r.int("bytes"), r.int("irqs"), r.int("fnv"), r.int("overruns"), r.int("dropped"),
+                         r.get_int("empty_irqs"))
 
     def uart_loopback(self, value: int = 0x5A) -> dict[str, int]:
         """Echo ``value`` through the 16550's loopback mode: ``value`` (read back), ``msr``, ``lsr``, ``mcr``."""
@@ -414,7 +428,7 @@ class AgentClient:
             except FrameError:
                 continue
             if reply.req_id == req_id and reply.status == "err":
-                raise AgentError(reply.code, reply.text, line.decode().strip())
+                raise ExitIgnored(status, reply.code, reply.text)
 
     def close(self) -> None:
         """Nothing to release: the console belongs to the machine."""
