@@ -32,7 +32,7 @@ OUTCOMES = ("passed", "failed", "error", "skipped", "known")
 
 def job_command(suite: str, vmm: str, junit: Path, extra: list[str]) -> list[str]:
     """scripts/conformance.sh's pytest command (without its bootstrap), reporting to ``junit``."""
-    return [str(ROOT / ".venv" / "bin" / "python"), "-m", "pytest", suite, "-p", "no:cacheprovider",
+    return [str(ROOT / ".venv" / "bin" / "python"), "-m", "pytest", *suite.split(), "-p", "no:cacheprovider",
             "-o", "testpaths=suites", f"--vmm={vmm}", f"--vmm-baseline={BASELINE}", "-q",
             f"--junitxml={junit}", *extra]
 
@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="how many runs (default 5)")
     parser.add_argument("--load", type=int, default=0, metavar="CORES",
                         help="busy-loop processes running meanwhile (default 0; 1 = one core of load)")
-    parser.add_argument("--suite", default="suites", help="pytest path(s) to run (default: suites, the main job)")
+    parser.add_argument("--suite", default="suites", help="pytest path(s) to run, space-separated (default: suites, the main job)")
     parser.add_argument("--vmm", default="god", help="--vmm targets (default god, as scripts/conformance.sh)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args()
