@@ -73,6 +73,9 @@ def main() -> int:
                         help="busy-loop processes running meanwhile (default 0; 1 = one core of load)")
     parser.add_argument("--suite", default="suites", help="pytest path(s) to run, space-separated (default: suites, the main job)")
     parser.add_argument("--vmm", default="god", help="--vmm targets (default god, as scripts/conformance.sh)")
+    parser.add_argument("--logs", type=Path, default=None, metavar="DIR",
+                        help="keep each run's pytest output as DIR/runN.log (default: failing runs' "
+                             "assertion lines are printed, the rest dropped)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args()
     if args.runs < 1 or args.load < 0:
@@ -87,7 +90,10 @@ def main() -> int:
                 junit = Path(tmp) / f"run{i}.xml"
                 t0 = time.monotonic()
                 proc = subprocess.run(job_command(args.suite, args.vmm, junit, args.pytest_args), cwd=ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+                if args.logs:
+                    args.logs.mkdir(parents=True, exist_ok=True)
+                    (args.logs / f"run{i}.log").write_text(proc.stdout)
                 took = time.monotonic() - t0
                 seen = outcomes(junit) if junit.exists() else {}
                 bad = sorted(t for t, o in seen.items() if o in ("failed", "error"))
@@ -96,6 +102,9 @@ def main() -> int:
                 runs.append((i, proc.returncode, took, bad))
                 print(f"run {i}/{args.runs}: exit {proc.returncode} in {took:.0f} s"
                       + (f", failed: {', '.join(bad)}" if bad else ""), flush=True)
+                for line in proc.stdout.splitlines():
+                    if bad and line.startswith("E   ") and "Error:" in line:
+                        print(f"    {line[4:].strip()[:300]}", flush=True)
     finally:
         stop_load(load)
 
