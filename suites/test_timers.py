@@ -168,19 +168,26 @@ def test_lapic_oneshot_not_early_by_host_clock(machine: Machine, us: int) -> Non
 def test_lapic_oneshot_latency(machine: Machine, us: int) -> None:
     """Intel SDM vol. 3A §10.5.4 (APIC Timer): the one-shot interrupt follows the count reaching
     zero. Measured by the guest's TSC from arming to the ISR (the host's round trip cannot
-    resolve this: under PVM every reply byte is an emulated port write, ~0.1 ms each). Host
-    scheduling only ever makes a wake-up later, so the best of 5 shots is the timer's own
-    accuracy; the bound is 2 ms + 2% of the interval: TCG on a busy 2-core host needs the 2 ms
-    (measured), and the 2% covers the guest's boot calibration (held to 1% by the TSC check),
-    through which both the count and the elapsed time are converted.
+    resolve this: under PVM every reply byte is an emulated port write, ~0.1 ms each). The
+    bound is 2 ms + 2% of the interval: TCG on a busy 2-core host needs the 2 ms (measured),
+    and the 2% covers the guest's boot calibration (held to 1% by the TSC check), through which
+    both the count and the elapsed time are converted.
+
+    Host preemption is measured, not guessed: the guest polls while it waits and reports the
+    longest gap between two polls (``stall_ns``, a vCPU the host did not run), which is taken
+    off that shot's lateness. Of 5 shots the best counts: a VMM late by more than the bound
+    would need a host stall as long as its lateness in every one of them to pass.
     """
     shots = [machine.agent.lapic_oneshot(us) for _ in range(5)]
-    late_ns = min(s.elapsed_ns - s.requested_ns for s in shots)
-    machine.record(f"oneshot_{us}us_late_ns", late_ns)
+    late = [s.elapsed_ns - s.requested_ns for s in shots]
+    own_ns = min(lt - s.stall_ns for lt, s in zip(late, shots, strict=True))
+    machine.record(f"oneshot_{us}us_late_ns", min(late))
+    machine.record(f"oneshot_{us}us_stall_ns", max(s.stall_ns for s in shots))
     limit = 2_000_000 + us * 1000 // 50
-    assert all(s.fired == 1 for s in shots) and late_ns <= limit, (
-        f"LAPIC one-shot of {us} us, best of 5: expected at most {limit} ns late, observed {late_ns} ns "
-        f"(shots: {[(s.elapsed_ns, s.fired) for s in shots]})")
+    assert all(s.fired == 1 for s in shots), f"LAPIC one-shots of {us} us: {shots}"
+    assert own_ns <= limit, (
+        f"LAPIC one-shot of {us} us, best of 5 less host stalls: expected at most {limit} ns late, observed "
+        f"{own_ns} ns (shots: {[(s.elapsed_ns, s.stall_ns) for s in shots]})")
 
 
 @pytest.mark.vmm_requires("smp")

@@ -147,6 +147,7 @@ class OneShot:
     requested_ns: int
     elapsed_ns: int  # arm to interrupt, by the guest TSC
     fired: int  # how many timer interrupts arrived (1 expected)
+    stall_ns: int = 0  # longest gap between the guest's polls while it waited (probe; 0 if not reported)
 
 
 @dataclass(frozen=True)
@@ -400,7 +401,7 @@ class AgentClient:
 
     def lapic_oneshot(self, us: int, cpu: int | None = None) -> OneShot:
         r = self.request("lapic_oneshot", us=us, cpu=cpu, timeout=self.timeout + 2 * us / 1e6)
-        return OneShot(r.int("requested_ns"), r.int("elapsed_ns"), r.int("fired"))
+        return OneShot(r.int("requested_ns"), r.int("elapsed_ns"), r.int("fired"), r.get_int("stall_ns", 0) or 0)
 
     def halt(self, ms: int, cpu: int | None = None) -> Halted:
         r = self.request("halt", ms=ms, cpu=cpu, timeout=self.timeout + 2 * ms / 1000)
