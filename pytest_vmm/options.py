@@ -36,6 +36,9 @@ def addoption(parser: pytest.Parser) -> None:
     group.addoption("--vmm-profile", dest="vmm_profile", action="store_true", default=False,
                     help="print where the run's time went by phase (build, boot, check, shutdown) and "
                          "target; always printed at -v")
+    group.addoption("--vmm-baseline", dest="vmm_baseline", metavar="PATH", default=None,
+                    help="known-divergence baseline (TOML): listed failures report as known, a listed check "
+                         "that passes fails the run as stale (ini: vmm_baseline; docs/options.md)")
 
     parser.addini("vmm", "default --vmm value", default=DEFAULT_STACKS)
     parser.addini("vmm_accel", "default --vmm-accel", default="auto")
@@ -45,6 +48,7 @@ def addoption(parser: pytest.Parser) -> None:
     parser.addini("vmm_keep_logs", "keep logs of passing tests", type="bool", default=False)
     parser.addini("vmm_min_tok_s", "default --vmm-min-tok-s", default=str(DEFAULT_MIN_TOK_S))
     parser.addini("vmm_matrix", "default --vmm-matrix", default="")
+    parser.addini("vmm_baseline", "default --vmm-baseline", default="")
 
 
 def get(config: pytest.Config, name: str) -> object:

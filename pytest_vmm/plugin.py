@@ -10,7 +10,7 @@ import pytest
 from _pytest._code.code import ExceptionRepr
 
 from pytest_vmm import availability as availability_mod
-from pytest_vmm import hookspecs, hypothesis_profiles, options
+from pytest_vmm import baseline, hookspecs, hypothesis_profiles, options
 from pytest_vmm.capabilities import CAPABILITIES, unknown_capabilities
 from pytest_vmm.errors import MachineError, MachineLeak, TargetUnavailable
 from pytest_vmm.factory import MachineFactory
@@ -18,6 +18,14 @@ from pytest_vmm.hypervisor import TIMEOUT_MULTIPLIERS
 from pytest_vmm.machine import Machine
 from pytest_vmm.matrix import PROP_CHECK, PROP_SUITE, PROP_TARGET, Matrix, text_table
 from pytest_vmm.profile import REPORT_ATTR, PhaseProfile
+from pytest_vmm.matrix import (
+    PROP_CHECK,
+    PROP_SPEC_ALLOWS,
+    PROP_SUITE,
+    PROP_TARGET,
+    Matrix,
+    text_table,
+)
 from pytest_vmm.registry import Target
 from pytest_vmm.session import MachinePool, VmmSession, build_registry
 from pytest_vmm.stack import BootTransform
@@ -27,6 +35,7 @@ MACHINES_KEY = pytest.StashKey[list[Machine]]()
 PHASE_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 POOL_KEY = pytest.StashKey[MachinePool]()
 FACTORY_KEY = pytest.StashKey[MachineFactory]()
+BASELINE_KEY = pytest.StashKey[baseline.Baseline]()
 
 hypothesis_profiles.register()
 
@@ -54,7 +63,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vmm_stacks(*names): run the test only on these stacks (or STACK@HV targets)")
     config.addinivalue_line("markers", "vmm_shared(True|False): the check leaves the guest as it found it, so its "
                                        "`machine` may be the target's shared, health-checked guest (False: a fresh one)")
+    config.addinivalue_line("markers", "vmm_spec_allows(clause, *properties): recorded values (names or globs) "
+                                       "that may differ between targets, by the named spec clause")
     config.stash[SESSION_KEY] = VmmSession(config)
+    baseline_path = options.get(config, "vmm_baseline")
+    if baseline_path:
+        try:
+            config.stash[BASELINE_KEY] = baseline.load(Path(str(baseline_path)))
+        except baseline.BaselineError as exc:
+            raise pytest.UsageError(str(exc)) from None
     if not _is_xdist_worker(config):
         config.pluginmanager.register(MatrixReporter(config), MatrixReporter.NAME)
         config.pluginmanager.register(PhaseProfile(), PhaseProfile.NAME)
@@ -173,10 +190,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         avail = vmm.availability(target)
         item.user_properties += [
-            (PROP_TARGET, target.id), (PROP_SUITE, item.path.stem), (PROP_CHECK, item.originalname),  # type: ignore[attr-defined]
+            (PROP_TARGET, target.id), (PROP_SUITE, item.path.stem),
+            (PROP_CHECK, baseline.check_instance_id(item.nodeid, target.id).rpartition("::")[2]),
             ("stack", target.stack.name), ("hypervisor", target.hypervisor.name), ("accel", avail.accel),
             ("kvm_flavour", vmm.host.kvm_flavour),
         ]
+        for allows in item.iter_markers("vmm_spec_allows"):
+            clause, *names = allows.args
+            item.user_properties.append((PROP_SPEC_ALLOWS, f"{clause}|{','.join(names) or '*'}"))
         if not avail.ok:
             item.add_marker(pytest.mark.skip(reason=f"{target.id} cannot boot here: {avail.problem}"))
             continue
@@ -365,6 +386,7 @@ def shared_machine(request: pytest.FixtureRequest, vmm_stack: Target, _vmm_pool:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     _unsupported_is_a_skip(item, call, report)
+    _apply_baseline(item, report)
     item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
     if report.when == "teardown":
         _put_phases(item, report)
@@ -396,7 +418,9 @@ def _put_phases(item: pytest.Item, report: pytest.TestReport) -> None:
 
 def _unsupported_is_a_skip(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
     """A guest agent answering ``err 8`` (UNSUPPORTED) skips the check, naming what it lacks:
-    the guest said it cannot do that here, which is a limit, not a failure."""
+    the guest said it cannot do that here (zosia's shell agent: 2/4-byte ports, RAM under
+    STRICT_DEVMEM), which is a limit, not a failure. Where err 8 is the defect itself (``exit``:
+    the exit port did not stop the machine) the client raises ExitIgnored instead, a failure."""
     from pytest_vmm.agent.client import AgentError
     from pytest_vmm.agent.protocol import ErrorCode
 
@@ -408,6 +432,29 @@ def _unsupported_is_a_skip(item: pytest.Item, call: pytest.CallInfo[None], repor
         report.outcome = "skipped"
         report.longrepr = (str(path), (line or 0) + 1,
                            f"Skipped: the guest agent does not support this: {error.text} [{error.request}]")
+
+
+def _apply_baseline(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A check the baseline lists: its failure is a known divergence (an xfail carrying the
+    reason); its pass makes the entry stale, a failure naming the entry to remove."""
+    known = item.config.stash.get(BASELINE_KEY, None)
+    if known is None or report.when != "call" or report.skipped:
+        return
+    props = dict(item.user_properties)
+    target = props.get(PROP_TARGET)
+    if target is None:
+        return
+    entry = known.match(baseline.check_instance_id(item.nodeid, str(target)), str(target),
+                        str(props.get("kvm_flavour", "")))
+    if entry is None:
+        return
+    if report.failed:
+        report.outcome = "skipped"
+        report.wasxfail = baseline.KNOWN_PREFIX + entry.reason  # type: ignore[attr-defined]
+    else:
+        report.outcome = "failed"
+        report.longrepr = (f"{baseline.STALE_PREFIX}{item.nodeid} passes, but {known.path} lists "
+                           f"{entry.check!r} as failing here ({entry.reason}): remove or narrow the entry")
 
 
 class MatrixReporter:
@@ -433,8 +480,19 @@ class MatrixReporter:
         terminalreporter.section("vmm conformance matrix")
         for line in text_table(*matrix.summary_table()):
             terminalreporter.write_line(line)
+        known = matrix.known_divergences()
+        if known:
+            terminalreporter.section("vmm known divergences (baseline)")
+            for check, target, reason in known:
+                terminalreporter.write_line(f"{check} [{target}]: {reason}")
+        stale = [r for r in matrix.results.values()
+                 if r.outcome == "failed" and r.reason.startswith(baseline.STALE_PREFIX)]
+        if stale:
+            terminalreporter.section("vmm STALE baseline entries (these checks pass now)")
+            for r in stale:
+                terminalreporter.write_line(f"{r.suite}::{r.check} [{r.target}]: {r.reason}")
         if len(matrix.targets) > 1:
-            terminalreporter.section("vmm differential (check x target; * = differs)")
+            terminalreporter.section("vmm differential (check instance x target, judged)")
             for line in text_table(*matrix.differential_table()):
                 terminalreporter.write_line(line)
         path = options.get(self.config, "vmm_matrix")

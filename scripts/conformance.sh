@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/python -m pytest suites -p no:cacheprovider -o testpaths=suites --vmm=god "$@"
+exec .venv/bin/python -m pytest suites -p no:cacheprovider -o testpaths=suites --vmm=god \
+  --vmm-baseline=suites/known-divergences.toml "$@"

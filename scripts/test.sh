@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 exec .venv/bin/python -m pytest -p no:cacheprovider --vmm=all,god@qemu,god@god-svm,microkernelia@qemu \
-  --hypothesis-profile=vmm-ci -rs "$@"
+  --hypothesis-profile=vmm-ci --vmm-baseline=suites/known-divergences.toml -rs "$@"

@@ -1,19 +1,30 @@
-"""ABI capability rules of the zigu stack, checked host-side and in the guest.
+"""ABI capability rules of the zigu stack (docs/zigu-abi.md, "Calls", "Errors", "Rules" 1-9),
+checked host-side and in the guest.
 
 The checks live in guests/zigu/adapter/python-3.12/abi_checks.py and run unchanged against
   * the host library (libzigu_abi.so: the kernel's own abi.zig built for the host), and
   * the running kernel, through the in-guest ABI channel (`@abi` lines on the console).
 Rules: nothing active at start; every gated call denied until its kind is entered;
 policy-denied kinds; stale and forged handles; table exhaustion and recovery; bad
-pointers/lengths; io_poll timeouts and readiness.
+pointers/lengths; io_poll timeouts and readiness (each check's id names its rule). The constants those checks use (``UK.*``, exported by the library)
+are first held to the document by an independent model (suites/zigu_abi_spec.py), so the rules
+are judged by the spec's numbers, not by the implementation's own.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from pytest_vmm.stacks import zigu
+SUITES = Path(__file__).resolve().parent
+if str(SUITES) not in sys.path:
+    sys.path.insert(0, str(SUITES))
 
-abi_checks = zigu.adapter("abi_checks")
+import zigu_abi_spec as spec
+
+spec.adapter_on_path()
+import abi_checks
 
 CHECKS = abi_checks.ALL
 IDS = [c.__name__.removeprefix("check_") for c in CHECKS]
@@ -21,14 +32,32 @@ IDS = [c.__name__.removeprefix("check_") for c in CHECKS]
 
 @pytest.fixture(scope="module")
 def host_abi():
-    try:
-        return zigu.adapter("ukernel_abi").HostAbi()  # builds guests/zigu with `zig build` if needed
-    except Exception as exc:  # no ziglang, build failure
-        pytest.skip(f"zigu host ABI library unavailable: {exc}")
+    return spec.load_host_abi()  # builds guests/zigu with `zig build` if needed; a failed build errors
+
+
+def test_abi_constants_match_the_spec(host_abi) -> None:
+    """docs/zigu-abi.md, "Calls" (call numbers, kinds), "Errors" (codes), rules 3 (table size,
+    handle layout) and 9 (workload policies): every constant the library exports under a name
+    the document fixes has the document's value."""
+    from ukernel_abi import constants
+
+    exported = {name.removeprefix("UK_"): value for name, value in constants(host_abi.lib).items()}
+    expected = spec.spec_constants()
+    missing = sorted(set(expected) - set(exported))
+    wrong = {k: (exported[k], v) for k, v in expected.items() if k in exported and exported[k] != v}
+    assert not missing and not wrong, (
+        f"libzigu_abi.so against docs/zigu-abi.md: missing {missing}, (exported, documented) differ {wrong}")
+
+
+def test_abi_gates_match_the_spec() -> None:
+    """docs/zigu-abi.md, "Calls", gate column: the table the rule checks iterate over names the
+    same calls and kinds as the document."""
+    assert abi_checks.GATED == spec.GATES, f"abi_checks.GATED {abi_checks.GATED} vs the document {spec.GATES}"
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=IDS)
 def test_abi_rule_host(host_abi, check) -> None:
+    """docs/zigu-abi.md, "Rules": the rule the check's id names, on the host library."""
     check(host_abi)
 
 
@@ -40,5 +69,7 @@ def guest_abi(shared_machine):
 @pytest.mark.vmm_requires("abi")
 @pytest.mark.parametrize("check", CHECKS, ids=IDS)
 def test_abi_rule_in_guest(guest_abi, check) -> None:
+    """docs/zigu-abi.md, "Rules" and "In the guest": the rule named by ``check``, through the
+    running kernel's ABI channel; the kernel still answers afterwards."""
     check(guest_abi)
     assert guest_abi.call("ping") == "pong", "the kernel must still answer after the check"

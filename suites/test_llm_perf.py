@@ -26,7 +26,11 @@ from pytest_vmm.session import VmmSession
 from pytest_vmm.stack import Disk
 from pytest_vmm.stacks import zosia
 
-pytestmark = pytest.mark.vmm_requires("llm")
+pytestmark = [
+    pytest.mark.vmm_requires("llm"),
+    pytest.mark.vmm_spec_allows("measured performance within the check's floor or budget",
+                                "tok_s*", "boot_to_prompt_s"),
+]
 
 # The seed's budget: kernel start to prompt (excluding the model load), from /proc/uptime.
 BOOT_TO_PROMPT_S = 5.0
@@ -83,6 +87,8 @@ def manifest(vmm: VmmSession, target: Target) -> tuple[Path, dict]:
 
 # ----------------------------------------------------------------------------- boot to prompt
 def test_boot_to_prompt_within_budget(zosia_boot: Boot) -> None:
+    """docs/zosia.md, seed 003 (boot to prompt): the kernel's own 'zosia: prompt ready t=<s>'
+    stamp is under BOOT_TO_PROMPT_S (5 s) of kernel time."""
     machine = zosia_boot("")
     m = re.search(PROMPT_RE, machine.console_text())
     assert m, f"no 'zosia: prompt ready t=' marker on the console:\n{machine.tail()}"
@@ -136,6 +142,9 @@ def run_perf(zosia_boot: Boot, vmm: VmmSession, target: Target) -> PerfResult:
 
 def test_perf_tokens_per_second_meets_floor(zosia_boot: Boot, vmm: VmmSession, vmm_stack: Target,
                                             vmm_min_tok_s: float, request: pytest.FixtureRequest) -> None:
+    """docs/zosia.md, seed 004 (perf mode): llama.cpp's own eval rate in the VM ('eval time ...
+    tokens per second') meets the --vmm-min-tok-s floor; native and ratio are recorded beside
+    it."""
     result = run_perf(zosia_boot, vmm, vmm_stack)
     for name, value in (("tok_s", result.tok_s), ("tok_s_native", result.native_tok_s),
                         ("tok_s_ratio", round(result.ratio, 4))):
@@ -148,6 +157,9 @@ def test_perf_tokens_per_second_meets_floor(zosia_boot: Boot, vmm: VmmSession, v
 
 def test_perf_in_vm_vs_native_ratio(zosia_boot: Boot, vmm: VmmSession, vmm_stack: Target,
                                     request: pytest.FixtureRequest) -> None:
+    """docs/zosia.md, seed 004: the in-VM eval rate is at least MIN_RATIO of the same binary,
+    model and arguments run natively on the host (the oracle). Gated on hardware KVM: PVM and
+    TCG emulate guest kernel mode, a platform limit the host lacks, named in the skip."""
     result = run_perf(zosia_boot, vmm, vmm_stack)
     request.node.user_properties.append(("tok_s_ratio", round(result.ratio, 4)))
     if not (vmm.host.hardware_kvm and result.accel == "kvm"):
@@ -160,6 +172,8 @@ def test_perf_in_vm_vs_native_ratio(zosia_boot: Boot, vmm: VmmSession, vmm_stack
 
 # -------------------------------------------------------------------------- one-shot modes
 def test_selftest_mode_passes_and_powers_off(zosia_boot: Boot) -> None:
+    """docs/zosia.md, mode zosia.selftest=1: the image's self-test runs the model (8 tokens,
+    llama.cpp --version), says pass, and powers off."""
     machine = zosia_boot("zosia.selftest=1", ready=zosia.BOOT_OK)
     m = machine.expect([rb"zosia: selftest (pass|fail)"], timeout=MODE_TIMEOUT_S)
     assert m.group(1) == b"pass", f"selftest failed:\n{machine.tail()}"
@@ -171,6 +185,8 @@ def test_selftest_mode_passes_and_powers_off(zosia_boot: Boot) -> None:
 
 
 def test_diag_mode_reports_and_powers_off(zosia_boot: Boot) -> None:
+    """docs/zosia.md, mode zosia.diag=1: the report names the kernel, the CPU flags the build
+    depends on, memory, the virtio-blk model disk and the model, then powers off."""
     machine = zosia_boot("zosia.diag=1", ready=zosia.BOOT_OK)
     machine.expect(rb"zosia: diag done", timeout=MODE_TIMEOUT_S)
     log = machine.console_text().decode(errors="replace")
@@ -182,6 +198,7 @@ def test_diag_mode_reports_and_powers_off(zosia_boot: Boot) -> None:
 
 
 def test_ci_mode_finds_the_model_and_powers_off(zosia_boot: Boot) -> None:
+    """docs/zosia.md, mode zosia.ci=1: finds /models/model.gguf and powers off."""
     machine = zosia_boot("zosia.ci=1", ready=zosia.BOOT_OK)
     machine.expect(rb"zosia: ci done model=/models/model\.gguf ok=1", timeout=MODE_TIMEOUT_S)
     powers_off(machine)
@@ -189,6 +206,8 @@ def test_ci_mode_finds_the_model_and_powers_off(zosia_boot: Boot) -> None:
 
 # ----------------------------------------------------------------------------- interactive
 def test_interactive_prompt_answers_and_exit_powers_off(zosia_boot: Boot) -> None:
+    """docs/zosia.md, interactive mode: a prompt is answered with words before the next '> ',
+    and Ctrl-D (end of input) ends llama.cpp and powers off."""
     machine = zosia_boot("")
     machine.expect(rb"\n> ", timeout=MODE_TIMEOUT_S)  # llama.cpp loaded the model
     machine.send(b"Tell me about the sea\r")
@@ -203,6 +222,8 @@ def test_interactive_prompt_answers_and_exit_powers_off(zosia_boot: Boot) -> Non
 
 # ------------------------------------------------------------------------ missing / corrupt
 def test_no_model_disk_gives_stub_prompt(zosia_boot: Boot) -> None:
+    """docs/zosia.md, missing model: a clear 'no model disk found' message, then a stub prompt
+    that answers and exits (no hang)."""
     machine = zosia_boot("", ready=STUB_RE, disk=None)
     log = machine.console_text()
     assert b"zosia: no model: no model disk found" in log, f"no 'no model' message:\n{machine.tail()}"
@@ -224,6 +245,9 @@ def make_disk(tmp_path: Path, content: bytes, force: bool) -> Path:
 
 @pytest.mark.parametrize("kind", ["bad-magic", "garbage-after-magic"])
 def test_corrupt_model_gives_clear_message(zosia_boot: Boot, tmp_path: Path, kind: str) -> None:
+    """docs/zosia.md, corrupt model; GGUF spec (ggml docs/gguf.md, header: magic 'GGUF'): a bad
+    magic is named as such, a valid magic with garbage after it as a model llama.cpp rejected;
+    either way the stub prompt follows."""
     if kind == "bad-magic":
         disk = make_disk(tmp_path, b"NOPE" + bytes(range(256)) * 64, force=True)
         expected = rb"zosia: error: model /models/broken\.gguf \(\d+ bytes\) is not a GGUF file \(bad magic\)"

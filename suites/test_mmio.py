@@ -1,6 +1,8 @@
-"""MMIO and port-I/O conformance through the guest agent: 16550 register semantics, the
-interrupt controllers' identification registers, virtio-mmio transports where the hypervisor
-has them, unassigned MMIO (recorded per hypervisor) and every access width.
+"""MMIO and port-I/O conformance through the guest agent: 16550A register semantics (National
+Semiconductor PC16550D datasheet), the interrupt controllers' identification registers (Intel SDM
+vol. 3A ch. 10, Intel 82093AA), virtio-mmio transports (virtio 1.2 §4.2) where the hypervisor has
+them, unassigned MMIO (recorded per hypervisor) and every access width. Each check names its
+clause.
 
 Addresses are the PC/microvm conventions both god and QEMU follow: COM1 at 0x3f8, IOAPIC at
 0xfec00000, LAPIC at 0xfee00000.
@@ -31,7 +33,15 @@ RAM_SCRATCH = 0x00400000  # free RAM above the probe's image (it ends below 2 Mi
 # Each check leaves the guest as it found it (writes are read back and restored), so checks of
 # one target share a guest, health-checked between them; the two that reset a virtio device's
 # state take a fresh one.
-pytestmark = [pytest.mark.vmm_requires("mmio"), pytest.mark.vmm_shared]
+pytestmark = [
+    pytest.mark.vmm_shared,
+    pytest.mark.vmm_requires("mmio"),
+    pytest.mark.vmm_spec_allows("Intel SDM vol. 3A §10.4.8 / 82093AA §3.2.2 / virtio 1.2 §4.2.2: "
+                                "version and ID values are the implementation's within the range asserted",
+                                "lapic_version", "ioapic_version", "virtio_*"),
+    pytest.mark.vmm_spec_allows("unassigned space reads all zeros or all ones: either is allowed",
+                                "unassigned_*"),
+]
 
 
 def ioapic_reg(agent: AgentClient, reg: int) -> int:
@@ -57,6 +67,8 @@ def virtio_transport(machine: Machine) -> int:
 # ---------------------------------------------------------------------------- 16550 UART
 @pytest.mark.parametrize("pattern", [0x00, 0x5A, 0xA5, 0xFF])
 def test_uart_scratch_register_round_trip(machine: Machine, pattern: int) -> None:
+    """16550A datasheet, Scratchpad Register (SCR, offset 7): 8 bits of read/write storage with
+    no effect on the UART; every pattern reads back."""
     agent = machine.agent
     agent.outb(SCR, pattern)
     observed = agent.inb(SCR)
@@ -64,28 +76,37 @@ def test_uart_scratch_register_round_trip(machine: Machine, pattern: int) -> Non
 
 
 def test_uart_lsr_thre_and_temt_after_transmit(machine: Machine) -> None:
+    """16550A datasheet, LSR bit 5 (THRE: transmitter holding register/FIFO empty) and bit 6
+    (TEMT: THR and shift register both empty): with nothing being sent both are 1."""
     # The agent has just transmitted its previous reply and waits for THRE before each byte.
     lsr = machine.agent.inb(LSR)
     assert lsr & 0x60 == 0x60, f"LSR after transmit: expected THRE|TEMT (0x60) set, observed LSR={lsr:#04x}"
 
 
 def test_uart_iir_reports_no_interrupt_pending(machine: Machine) -> None:
+    """16550A datasheet, IIR bit 0 = 1: no interrupt pending, bits 3:1 = 000 (low nibble 0x1)."""
     iir = machine.agent.inb(IIR)
     assert iir & 0x0F == 0x01, f"IIR with nothing pending: expected low nibble 0x1, observed IIR={iir:#04x}"
 
 
 def test_uart_iir_shows_fifo_enabled(machine: Machine) -> None:
+    """16550A datasheet, IIR bits 7:6 = 11 when FCR bit 0 enabled the FIFOs (the agent wrote
+    FCR=0x07 at boot)."""
     # The agent programs FCR=0x07 at boot: a 16550A then reports FIFOs enabled in IIR[7:6].
     iir = machine.agent.inb(IIR)
     assert iir & 0xC0 == 0xC0, f"IIR[7:6] after FCR=0x07: expected 0b11 (16550A FIFOs on), observed IIR={iir:#04x}"
 
 
 def test_uart_ier_reads_back_rx_enable(machine: Machine) -> None:
+    """16550A datasheet, IER (offset 1, DLAB=0) is read/write, bits 3:0 the four interrupt
+    enables: the agent enabled only ERBFI (bit 0), so 0x01 reads back."""
     ier = machine.agent.inb(IER)
     assert ier == 0x01, f"IER: the agent enabled only received-data interrupts, expected 0x01, observed {ier:#04x}"
 
 
 def test_uart_lcr_round_trip(machine: Machine) -> None:
+    """16550A datasheet, Line Control Register is read/write (word length, stop bits, parity,
+    DLAB in bit 7): 0x1b (8 bits, even parity) reads back."""
     agent = machine.agent
     agent.outb(LCR, 0x1B)  # 8 data bits, even parity (DLAB stays 0: the agent keeps working)
     observed = agent.inb(LCR)
@@ -95,11 +116,15 @@ def test_uart_lcr_round_trip(machine: Machine) -> None:
 
 @pytest.mark.parametrize("value", [0x5A, 0x00, 0xFF])
 def test_uart_loopback_echo(machine: Machine, value: int) -> None:
+    """16550A datasheet, MCR bit 4 (Loop): the transmitter output is looped back to the receiver
+    internally, so a byte written to THR is received in RBR."""
     result = machine.agent.uart_loopback(value)
     assert result["value"] == value, f"loopback: sent {value:#04x}, expected it back, observed {result['value']:#04x}"
 
 
 def test_uart_loopback_modem_status(machine: Machine) -> None:
+    """16550A datasheet, MCR bit 4 (Loop): MSR bits 7:4 (DCD, RI, DSR, CTS) mirror MCR OUT2,
+    OUT1, DTR, RTS; with MCR = 0x1b (loop, OUT2, DTR, RTS) MSR[7:4] = 0b1011."""
     # In loopback, MSR[7:4] mirror MCR's OUT2, OUT1, DTR, RTS: MCR=0x1b -> DCD=1 RI=0 DSR=1 CTS=1.
     result = machine.agent.uart_loopback()
     expected = 0xB0 if result["mcr"] & 0x0F == 0x0B else None
@@ -110,6 +135,9 @@ def test_uart_loopback_modem_status(machine: Machine) -> None:
 
 # ---------------------------------------------------------------------------- APIC identification
 def test_lapic_version_register(machine: Machine) -> None:
+    """Intel SDM vol. 3A §10.4.8 (Local APIC Version Register), Figure 10-7: bits 7:0 are
+    0x10..0x15 for an integrated APIC; bits 23:16 = max LVT entry (>= 4: timer, LINT0/1, error,
+    plus PMC/thermal)."""
     version = machine.agent.mmio_read(LAPIC + 0x30, 4)
     machine.record("lapic_version", version)
     assert 0x10 <= version & 0xFF <= 0x15, f"LAPIC version: expected an integrated APIC (0x10..0x15), observed {version:#x}"
@@ -119,12 +147,17 @@ def test_lapic_version_register(machine: Machine) -> None:
 
 @pytest.mark.vmm_requires("smp")
 def test_lapic_ids_differ_per_vcpu(machine: Machine) -> None:
+    """Intel SDM vol. 3A §10.4.6 (Local APIC ID): each processor's APIC has a unique ID in bits
+    31:24."""
     agent = machine.agent
     ids = [agent.mmio_read(LAPIC + 0x20, 4, cpu=cpu) >> 24 for cpu in (0, 1)]
     assert ids[0] != ids[1], f"LAPIC IDs of vCPU 0 and 1: expected different, observed {ids}"
 
 
 def test_ioapic_version_register(machine: Machine) -> None:
+    """Intel 82093AA IOAPIC datasheet §3.2.2 (IOAPICVER, index 01h): bits 7:0 the version (0x11
+    on the 82093AA, 0x20 on later chipset IOAPICs), bits 23:16 the maximum redirection entry: 23
+    for 24 pins."""
     version = ioapic_reg(machine.agent, 0x01)
     machine.record("ioapic_version", version)
     assert version & 0xFF in (0x11, 0x20), f"IOAPIC version: expected 0x11 or 0x20, observed {version & 0xFF:#x}"
@@ -132,6 +165,9 @@ def test_ioapic_version_register(machine: Machine) -> None:
 
 
 def test_ioapic_redirection_entry_round_trip(machine: Machine) -> None:
+    """Intel 82093AA IOAPIC datasheet §3.2.4 (IOREDTBL, index 10h + 2n): bits 16:0 (mask,
+    trigger, polarity, destination mode, delivery mode, vector) are read/write (bits 12 and 14,
+    delivery status and remote IRR, read-only and 0 for an idle edge line)."""
     agent = machine.agent
     reg = 0x10 + 2 * 13  # pin 13: nothing routes there
     entry = 0x1004D  # masked, vector 0x4d, edge, active high, fixed, physical
@@ -144,12 +180,16 @@ def test_ioapic_redirection_entry_round_trip(machine: Machine) -> None:
 
 # ---------------------------------------------------------------------------- virtio-mmio
 def test_virtio_mmio_magic_value(machine: Machine) -> None:
+    """Virtio 1.2 §4.2.2 (MMIO Device Register Layout): MagicValue at 0x000 reads 0x74726976
+    ("virt")."""
     base = virtio_transport(machine)
     observed = machine.agent.mmio_read(base, 4)
     assert observed == VIRTIO_MAGIC, f"MagicValue at {base:#x}: expected {VIRTIO_MAGIC:#x}, observed {observed:#x}"
 
 
 def test_virtio_mmio_version(machine: Machine) -> None:
+    """Virtio 1.2 §4.2.2: Version at 0x004 is 2 for the modern interface; §4.2.4 (Legacy
+    interface) 1."""
     base = virtio_transport(machine)
     version = machine.agent.mmio_read(base + 0x4, 4)
     machine.record("virtio_mmio_version", version)
@@ -157,6 +197,8 @@ def test_virtio_mmio_version(machine: Machine) -> None:
 
 
 def test_virtio_mmio_device_and_vendor_id(machine: Machine) -> None:
+    """Virtio 1.2 §4.2.2: DeviceID at 0x008 is a device type of §5 (0 = no device behind the
+    transport), VendorID at 0x00c is stable."""
     agent = machine.agent
     base = virtio_transport(machine)
     device, vendor = agent.mmio_read(base + 0x8, 4), agent.mmio_read(base + 0xC, 4)
@@ -170,6 +212,8 @@ def test_virtio_mmio_device_and_vendor_id(machine: Machine) -> None:
 @pytest.mark.parametrize(("offset", "name"), [(0x0, "MagicValue"), (0x4, "Version"), (0x8, "DeviceID"),
                                               (0xC, "VendorID")])
 def test_virtio_mmio_read_only_register_ignores_writes(machine: Machine, offset: int, name: str) -> None:
+    """Virtio 1.2 §4.2.2: MagicValue, Version, DeviceID and VendorID are read-only; a driver's
+    write does not change them."""
     agent = machine.agent
     base = virtio_transport(machine)
     before = agent.mmio_read(base + offset, 4)
@@ -180,6 +224,8 @@ def test_virtio_mmio_read_only_register_ignores_writes(machine: Machine, offset:
 
 @pytest.mark.vmm_shared(False)
 def test_virtio_mmio_status_resets_to_zero(machine: Machine) -> None:
+    """Virtio 1.2 §4.2.2 (Status, 0x070) and §2.1 (Device Status Field): writing 0 resets the
+    device, and Status then reads 0."""
     agent = machine.agent
     base = virtio_transport(machine)
     agent.mmio_write(base + 0x70, 4, 0x1)  # ACKNOWLEDGE
@@ -190,6 +236,8 @@ def test_virtio_mmio_status_resets_to_zero(machine: Machine) -> None:
 
 @pytest.mark.vmm_shared(False)
 def test_virtio_mmio_queue_num_max_zero_for_missing_queue(machine: Machine) -> None:
+    """Virtio 1.2 §4.2.2 (QueueNumMax, 0x034): reads 0 when the queue selected by QueueSel is
+    not available."""
     agent = machine.agent
     base = virtio_transport(machine)
     agent.mmio_write(base + 0x30, 4, 0x3FF)  # QueueSel: far past any device's queues
@@ -201,6 +249,9 @@ def test_virtio_mmio_queue_num_max_zero_for_missing_queue(machine: Machine) -> N
 # ---------------------------------------------------------------------------- unassigned space, widths
 @pytest.mark.parametrize("width", [1, 2, 4, 8])
 def test_unassigned_mmio_read(machine: Machine, width: int) -> None:
+    """PC platform convention (no bus agent claims the cycle; PCI Local Bus 3.0 §3.3.3.1 master
+    abort returns all ones): a read of unassigned physical address space returns all zeros or
+    all ones and does not fault. Which one is recorded."""
     value = machine.agent.mmio_read(UNASSIGNED_MMIO, width)
     machine.record(f"unassigned_mmio_{width}", value)
     ones = (1 << (8 * width)) - 1
@@ -209,6 +260,8 @@ def test_unassigned_mmio_read(machine: Machine, width: int) -> None:
 
 
 def test_unassigned_mmio_write_is_ignored(machine: Machine) -> None:
+    """PC platform convention (master abort): a write to unassigned space is dropped; the
+    location reads as before and the machine runs on."""
     agent = machine.agent
     before = agent.mmio_read(UNASSIGNED_MMIO, 4)
     agent.mmio_write(UNASSIGNED_MMIO, 4, 0x12345678)
@@ -219,6 +272,8 @@ def test_unassigned_mmio_write_is_ignored(machine: Machine) -> None:
 
 @pytest.mark.parametrize("width", [1, 2, 4])
 def test_unassigned_port_read(machine: Machine, width: int) -> None:
+    """PC I/O space convention (ISA bus pulled up; PCI Local Bus 3.0 §3.3.3.1 master abort): a
+    read of an unassigned port returns all ones."""
     value = machine.agent.port_read(UNASSIGNED_PORT, width)
     machine.record(f"unassigned_port_{width}", value)
     ones = (1 << (8 * width)) - 1
@@ -226,6 +281,8 @@ def test_unassigned_port_read(machine: Machine, width: int) -> None:
 
 
 def test_ram_access_widths_compose_little_endian(machine: Machine) -> None:
+    """Intel SDM vol. 1 §1.3.1 (Bit and Byte Order, little endian): an 8-byte write read back as
+    1/2/4/8 bytes gives the low-order bytes first."""
     agent = machine.agent
     agent.mmio_write(RAM_SCRATCH, 8, 0x0807060504030201)
     observed = {w: agent.mmio_read(RAM_SCRATCH, w) for w in (1, 2, 4, 8)}
@@ -234,6 +291,8 @@ def test_ram_access_widths_compose_little_endian(machine: Machine) -> None:
 
 
 def test_narrow_writes_touch_only_their_bytes(machine: Machine) -> None:
+    """Intel SDM vol. 1 §4.1.1 (alignment of words, doublewords): a 1/2/4-byte write changes
+    only the bytes it covers."""
     agent = machine.agent
     agent.mmio_write(RAM_SCRATCH, 8, 0)
     agent.mmio_write(RAM_SCRATCH + 1, 1, 0xAA)
@@ -244,6 +303,8 @@ def test_narrow_writes_touch_only_their_bytes(machine: Machine) -> None:
 
 
 def test_access_to_unmapped_address_reports_a_fault(machine: Machine) -> None:
+    """Intel SDM vol. 3A §4.7 (Page-Fault Exceptions): an access to a linear address with no
+    present translation raises #PF; the agent reports FAULT and keeps answering."""
     with pytest.raises(AgentError) as info:
         machine.agent.mmio_read(1 << 44, 4)
     assert info.value.code == ErrorCode.FAULT, f"read of 2^44: expected FAULT, observed {info.value}"

@@ -1,71 +1,145 @@
-"""Timers through the guest agent: PIT periodic rate against host wall time and the guest TSC,
-LAPIC one-shot accuracy, TSC monotonicity within and across vCPUs, the guest's TSC frequency
-against host time, and what an idle (HLT) guest costs its VMM.
+"""Timers through the guest agent, judged against the HOST's clock: the PIT's periodic rate,
+LAPIC one-shots, the TSC's rate and monotonicity, and what HLT does (how long, how many
+wake-ups, what it costs the VMM).
 
-Tolerances are stated next to each check. The PIT runs at 100 Hz here: at 1 kHz a loaded
-2-core host (this CI) delays vCPU threads past a period now and then and ticks merge.
+Oracles. The guest's own clocks are calibrated against PIT channel 0 at boot (25 ms window,
+guests/probe/timer.c), so no check here compares a timer with a guest clock derived from it.
+Durations are bracketed by the host: a request is sent at ``t0`` and its reply read at ``t1``,
+so whatever the guest did in between lasted at most ``t1 - t0`` and, for a span between two
+requests, at least ``t2 - t1`` (the end of the first reply to the start of the second request).
+A loaded host widens the bracket, which loosens the verdict but can never fail it falsely.
+
+The PIT runs at 100 Hz: at 1 kHz a loaded 2-core host delays vCPU threads past a period now and
+then, and ticks merge. Merged, late and re-injected ticks are counted by the guest (agent
+feature ``tickgaps``) and recorded as their own figures, not folded into the rate.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from itertools import pairwise
+from typing import TypeVar
 
 import pytest
 
 from pytest_vmm import Machine
+from pytest_vmm.agent.client import PIT_INPUT_HZ, AgentClient
+from pytest_vmm.agent.protocol import AGENT_CAP_TICK_GAPS
 
-RATE_TOLERANCE = 0.01  # 1%
+T = TypeVar("T")
+
+PIT_HZ = 100
+PIT_WINDOW_S = 3.0
+# Ticks the PIT may lose to host preemption of a halted vCPU (the 8259A/82093AA IRR holds one
+# edge; a second while it is set merges), as a share of the periods: a VMM that drops every
+# other tick loses 50%. Measured here (god on PVM, the 2-core host shared with other jobs,
+# load average 3-10): 0..1 lost of 300, with up to 6 merged ticks re-injected (bunched).
+PIT_LOST_SHARE_LIMIT = 0.05
+# The guest's TSC/LAPIC rates come from its 25 ms boot calibration against the PIT; the TSC
+# check below holds that calibration to 1% of the host-measured rate, so one-shots the guest
+# sized with it may be that much short of the requested duration.
+CALIBRATION_TOLERANCE = 0.01
+TSC_WINDOW_S = 2.0
 NESTED_HALT_CPU_LIMIT = 0.60  # of a core, for a VMM nested in an emulated machine (the lane)
 # Each check programs the timer it measures and stops it again: checks of one target share a
 # guest, health-checked between them.
-pytestmark = [pytest.mark.vmm_requires("timer"), pytest.mark.vmm_shared]
+HALT_CPU_LIMIT = 0.10  # of a core: an idle vCPU in HLT costs the VMM next to nothing
+# The probe's halt loop arms the LAPIC one-shot for the time left and HLTs; it wakes once for
+# the timer, and at most twice more when a calibration error of <= 1% makes the timer fire a
+# little early (each re-arm covers 1% of what was left). Nothing else is armed meanwhile. A
+# vCPU whose HLT does not wait re-enters the loop at once and counts thousands of wake-ups.
+MAX_HALT_WAKEUPS = 8
+pytestmark = [
+    pytest.mark.vmm_shared,
+    pytest.mark.vmm_requires("timer"),
+    # What these record are measurements: each check bounds them by its clause (the assert);
+    # within the bound, host timing and the platform's TSC rate make them differ freely.
+    pytest.mark.vmm_spec_allows("measured timing within the check's bound", "pit_*", "oneshot_*",
+                                "tsc_*", "halt_*"),
+]
+
+
+def host_timed(call: Callable[[], T]) -> tuple[T, float, float]:
+    """``call()`` with the host's monotonic clock read just before the request and just after
+    the reply: (result, t_before, t_after)."""
+    t0 = time.monotonic()
+    result = call()
+    return result, t0, time.monotonic()
+
+
+def needs_agent_feature(agent: AgentClient, feature: str) -> None:
+    caps = agent.hello().caps
+    if feature not in caps:
+        pytest.skip(f"the guest agent lacks feature {feature!r} (hello caps: {','.join(sorted(caps))})")
 
 
 # ---------------------------------------------------------------------------- PIT
-def test_pit_periodic_rate_against_host_wall_time(machine: Machine) -> None:
+def test_pit_periodic_rate_against_host_clock(machine: Machine) -> None:
+    """Intel 8254 datasheet, Mode 2 (rate generator): with reload N, OUT pulses once every N
+    input clocks; channel 0 on a PC is clocked at 1.193182 MHz (14.31818 MHz / 12) and drives
+    ISA IRQ0, so the interrupt rate is 1193182 / N Hz exactly (a virtual PIT counts the host's
+    clock: there is no crystal error to allow for).
+
+    Oracle: the host's monotonic clock. The PIT is started by one request and stopped by
+    another ``PIT_WINDOW_S`` later; the periods that elapsed in between are bracketed by the
+    replies: at least floor((t2 - t1) * rate), at most ceil((t3 - t0) * rate). The guest's
+    count of periods (ticks + merged into gaps + still pending - re-injected) must fall in that
+    bracket, +-1 for a tick at the threshold of the guest's gap classification.
+
+    Arithmetic: 3 s at 100 Hz is 300 periods, so a 1% rate error is 3 periods, beyond the
+    +-1 margin whatever the bracket; one merged or late tick is counted in ``missed`` or
+    ``pending`` and so cannot decide the verdict.
+    """
     agent = machine.agent
-    t0 = time.monotonic()
-    start = agent.pit_start(100)
-    t1 = time.monotonic()
-    time.sleep(2.0)
-    t2 = time.monotonic()
-    stop = agent.pit_stop()
-    t3 = time.monotonic()
+    needs_agent_feature(agent, AGENT_CAP_TICK_GAPS)
+    _, t0, t1 = host_timed(lambda: agent.pit_start(PIT_HZ))
+    time.sleep(PIT_WINDOW_S)
+    stop, t2, t3 = host_timed(agent.pit_stop)
     rate = stop.rate_hz
-    # The PIT ran between the two replies: at least t2-t1, at most t3-t0 of host time.
-    low, high = (t2 - t1) * rate, (t3 - t0) * rate
-    ticks = stop.ticks - start.ticks
-    machine.record("pit_ticks_2s", ticks)
-    assert low * (1 - RATE_TOLERANCE) - 1 <= ticks <= high * (1 + RATE_TOLERANCE) + 1, (
-        f"PIT at {rate:.3f} Hz over {t2 - t1:.3f}..{t3 - t0:.3f} s of host time: expected "
-        f"{low:.1f}..{high:.1f} ticks (+-1%), observed {ticks}")
+    assert stop.divisor == round(PIT_INPUT_HZ / PIT_HZ), f"agent programmed reload {stop.divisor}"
+    low, high = int((t2 - t1) * rate), -int(-(t3 - t0) * rate)
+    seen = stop.periods_seen
+    assert seen is not None
+    for name, value in (("pit_ticks", stop.ticks), ("pit_missed", stop.missed), ("pit_bunched", stop.bunched),
+                        ("pit_pending", stop.pending), ("pit_gaps", stop.gaps),
+                        ("pit_bracket_ms", round((t3 - t0 - (t2 - t1)) * 1000, 1))):
+        machine.record(name, value)
+    assert low - 1 <= seen <= high + 1, (
+        f"PIT at {rate:.3f} Hz between host instants {t2 - t1:.3f}..{t3 - t0:.3f} s apart: expected "
+        f"{low}..{high} periods (+-1), the guest saw {seen} (ticks={stop.ticks} missed={stop.missed} "
+        f"pending={stop.pending} bunched={stop.bunched})")
 
 
-def test_pit_periodic_rate_against_guest_tsc(machine: Machine) -> None:
-    pit = machine.agent.pit_measure(ms=1000, hz=100)
-    ticks, span_ns = pit.ticks, pit.span_ns
-    assert ticks >= 2, f"PIT at 100 Hz for 1 s: expected ~100 ticks, observed {ticks}"
-    period_ns = span_ns / (ticks - 1)
-    expected_ns = 1e9 / pit.rate_hz
-    error = period_ns / expected_ns - 1
-    machine.record("pit_period_error_ppm", round(error * 1e6))
-    assert abs(error) <= RATE_TOLERANCE, (
-        f"PIT period by the guest TSC: expected {expected_ns:.0f} ns (+-1%), observed {period_ns:.0f} ns "
-        f"({ticks} ticks over {span_ns} ns)")
+def test_pit_ticks_are_delivered(machine: Machine) -> None:
+    """Intel 8259A / 82093AA: an edge on a line is latched in IRR until the CPU takes it, so
+    with the guest idle in HLT and interrupts enabled every PIT period is delivered; only a
+    vCPU the host did not run for more than a period merges two edges into one.
 
-
-def test_pit_tick_count_over_guest_second(machine: Machine) -> None:
-    pit = machine.agent.pit_measure(ms=1000, hz=100)
-    low, high = pit.ticks_expected()
-    machine.record("pit_window_ms", round(pit.ns / 1e6, 1))
-    assert low <= pit.ticks <= high, (
-        f"PIT at 100 Hz over {pit.ns / 1e6:.1f} ms of guest time: expected {low}..{high} ticks, observed {pit.ticks}")
+    Oracle: the guest's own gap accounting over 300 periods (see the rate check). Lost ticks
+    (merged, not re-injected) are at most ``PIT_LOST_SHARE_LIMIT`` of the periods: a VMM that
+    drops every other tick loses 50%.
+    """
+    agent = machine.agent
+    needs_agent_feature(agent, AGENT_CAP_TICK_GAPS)
+    agent.pit_start(PIT_HZ)
+    time.sleep(PIT_WINDOW_S)
+    stop = agent.pit_stop()
+    seen = stop.periods_seen
+    assert seen is not None and seen > 0, f"PIT at {PIT_HZ} Hz for {PIT_WINDOW_S} s: no periods seen ({stop})"
+    lost = seen - stop.ticks
+    machine.record("pit_lost", lost)
+    machine.record("pit_bunched", stop.bunched)
+    assert lost <= PIT_LOST_SHARE_LIMIT * seen, (
+        f"PIT at {PIT_HZ} Hz: {lost} of {seen} periods delivered no interrupt (missed={stop.missed} "
+        f"pending={stop.pending} bunched={stop.bunched}); expected at most {PIT_LOST_SHARE_LIMIT:.0%}")
 
 
 def test_pit_stops_when_masked(machine: Machine) -> None:
+    """Intel 82093AA IOAPIC, I/O Redirection Table bit 16 (Interrupt Mask): a masked line's
+    edges are not delivered. With the PIT line masked and channel 0 stopped, the count stays."""
     agent = machine.agent
-    agent.pit_start(100)
+    agent.pit_start(PIT_HZ)
     agent.halt(50)
     stopped = agent.pit_stop().ticks
     agent.halt(100)
@@ -74,37 +148,65 @@ def test_pit_stops_when_masked(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- LAPIC one-shot
-@pytest.mark.parametrize("us", [1000, 10000, 50000])
-def test_lapic_oneshot_never_early(machine: Machine, us: int) -> None:
-    shot = machine.agent.lapic_oneshot(us)
+@pytest.mark.parametrize("us", [20000, 100000])
+def test_lapic_oneshot_not_early_by_host_clock(machine: Machine, us: int) -> None:
+    """Intel SDM vol. 3A §10.5.4 (APIC Timer), one-shot mode: the interrupt is raised when the
+    current count, loaded from the initial count and decremented at the timer's clock, reaches
+    zero, never before.
+
+    Oracle: the host's clock. The agent replies after the interrupt, so the host's round trip
+    bounds the one-shot from above: a timer that fires early shows up as a round trip shorter
+    than requested. The guest sized the count with its boot calibration, held to
+    ``CALIBRATION_TOLERANCE`` of the host clock by the TSC check, hence that slack.
+    """
+    agent = machine.agent
+    shot, t0, t1 = host_timed(lambda: agent.lapic_oneshot(us))
+    machine.record(f"oneshot_{us}us_host_ms", round((t1 - t0) * 1000, 2))
     assert shot.fired == 1, f"LAPIC one-shot of {us} us: expected 1 interrupt, observed {shot.fired}"
-    # 0.1% slack: the agent converts between the TSC and LAPIC rates it calibrated
-    assert shot.elapsed_ns >= shot.requested_ns * 0.999, (
-        f"LAPIC one-shot of {us} us fired early: expected >= {shot.requested_ns} ns, observed {shot.elapsed_ns} ns")
+    assert t1 - t0 >= us / 1e6 * (1 - CALIBRATION_TOLERANCE), (
+        f"LAPIC one-shot of {us} us fired early: the whole request took {(t1 - t0) * 1e6:.0f} us of host time")
 
 
 @pytest.mark.parametrize("us", [1000, 10000, 50000])
 def test_lapic_oneshot_latency(machine: Machine, us: int) -> None:
-    # Host scheduling only ever makes a wake-up later, so the best of 5 shots is the timer's own
-    # accuracy; the bound is 2 ms + 2% of the interval (TCG on a busy 2-core host needs the 2 ms).
+    """Intel SDM vol. 3A §10.5.4 (APIC Timer): the one-shot interrupt follows the count reaching
+    zero. Measured by the guest's TSC from arming to the ISR (the host's round trip cannot
+    resolve this: under PVM every reply byte is an emulated port write, ~0.1 ms each). The
+    bound is 2 ms + 2% of the interval: TCG on a busy 2-core host needs the 2 ms (measured),
+    and the 2% covers the guest's boot calibration (held to 1% by the TSC check), through which
+    both the count and the elapsed time are converted.
+
+    Host preemption is measured, not guessed: the guest polls while it waits and reports the
+    longest gap between two polls (``stall_ns``, a vCPU the host did not run), which is taken
+    off that shot's lateness. Of 5 shots the best counts: a VMM late by more than the bound
+    would need a host stall as long as its lateness in every one of them to pass.
+    """
     shots = [machine.agent.lapic_oneshot(us) for _ in range(5)]
-    late_ns = min(s.elapsed_ns - s.requested_ns for s in shots)
-    machine.record(f"oneshot_{us}us_late_ns", late_ns)
+    late = [s.elapsed_ns - s.requested_ns for s in shots]
+    own_ns = min(lt - s.stall_ns for lt, s in zip(late, shots, strict=True))
+    machine.record(f"oneshot_{us}us_late_ns", min(late))
+    machine.record(f"oneshot_{us}us_stall_ns", max(s.stall_ns for s in shots))
     limit = 2_000_000 + us * 1000 // 50
-    assert all(s.fired == 1 for s in shots) and late_ns <= limit, (
-        f"LAPIC one-shot of {us} us, best of 5: expected at most {limit} ns late, observed {late_ns} ns "
-        f"(shots: {[(s.elapsed_ns, s.fired) for s in shots]})")
+    assert all(s.fired == 1 for s in shots), f"LAPIC one-shots of {us} us: {shots}"
+    assert own_ns <= limit, (
+        f"LAPIC one-shot of {us} us, best of 5 less host stalls: expected at most {limit} ns late, observed "
+        f"{own_ns} ns (shots: {[(s.elapsed_ns, s.stall_ns) for s in shots]})")
 
 
 @pytest.mark.vmm_requires("smp")
 def test_lapic_oneshot_on_second_vcpu(machine: Machine) -> None:
-    shot = machine.agent.lapic_oneshot(10000, cpu=1)
-    assert shot.fired == 1 and shot.elapsed_ns >= shot.requested_ns * 0.999, (
-        f"LAPIC one-shot of 10 ms on vCPU1: expected 1 interrupt after >= 10 ms, observed {shot}")
+    """Intel SDM vol. 3A §10.5.4 (APIC Timer): each processor's local APIC has its own timer.
+    A 20 ms one-shot on vCPU1 fires once, and not early by the host's clock (see above)."""
+    shot, t0, t1 = host_timed(lambda: machine.agent.lapic_oneshot(20000, cpu=1))
+    assert shot.fired == 1 and t1 - t0 >= 0.020 * (1 - CALIBRATION_TOLERANCE), (
+        f"LAPIC one-shot of 20 ms on vCPU1: expected 1 interrupt after >= 20 ms of host time, observed "
+        f"{shot} in {(t1 - t0) * 1000:.1f} ms")
 
 
 # ---------------------------------------------------------------------------- TSC
 def test_tsc_monotonic_within_vcpu(machine: Machine) -> None:
+    """Intel SDM vol. 3B §17.17 (Time-Stamp Counter): the TSC increments monotonically; reads
+    one after another on a processor never go back or repeat."""
     agent = machine.agent
     reads = [agent.clock().tsc for _ in range(20)]
     backwards = [(a, b) for a, b in pairwise(reads) if b <= a]
@@ -113,6 +215,8 @@ def test_tsc_monotonic_within_vcpu(machine: Machine) -> None:
 
 @pytest.mark.vmm_requires("smp")
 def test_tsc_monotonic_across_vcpus(machine: Machine) -> None:
+    """Intel SDM vol. 3B §17.17.1 (Invariant TSC) / §17.17.3: the TSCs of a package's processors
+    are synchronised; a read on vCPU1 after a read on vCPU0 has returned is not smaller."""
     agent = machine.agent
     # Requests are serialised: each read happens after the previous one returned.
     reads = [(cpu, agent.clock(cpu=cpu).tsc) for _ in range(10) for cpu in (0, 1)]
@@ -121,53 +225,67 @@ def test_tsc_monotonic_across_vcpus(machine: Machine) -> None:
 
 
 def test_tsc_frequency_consistent_with_host_time(machine: Machine) -> None:
+    """Intel SDM vol. 3B §17.17.1 (Invariant TSC): the TSC runs at a constant rate. Oracle: the
+    host's clock over ``TSC_WINDOW_S``: raw TSC values from two requests, the span between them
+    bracketed by the replies. The guest's advertised rate (its 25 ms boot calibration against
+    the PIT) must lie within 1% of it: the calibration's own precision at 1.193182 MHz over
+    29830 PIT counts is 0.01%; 1% leaves room for a preempted calibration sample."""
     agent = machine.agent
     hello = agent.hello()
-    t0 = time.monotonic()
-    c1 = agent.clock()
-    t1 = time.monotonic()
-    time.sleep(1.0)
-    t2 = time.monotonic()
-    c2 = agent.clock()
-    t3 = time.monotonic()
-    guest_s = (c2.tsc - c1.tsc) / (hello.tsc_khz * 1000)
-    low, high = t2 - t1, t3 - t0
+    c1, t0, t1 = host_timed(agent.clock)
+    time.sleep(TSC_WINDOW_S)
+    c2, t2, t3 = host_timed(agent.clock)
+    ticks = c2.tsc - c1.tsc
+    low_hz, high_hz = ticks / (t3 - t0), ticks / (t2 - t1)  # longest span: slowest rate
+    advertised = hello.tsc_khz * 1000
     machine.record("tsc_khz", hello.tsc_khz)
-    assert low * (1 - RATE_TOLERANCE) <= guest_s <= high * (1 + RATE_TOLERANCE), (
-        f"TSC delta / advertised {hello.tsc_khz} kHz: expected {low:.4f}..{high:.4f} s of host time (+-1%), "
-        f"observed {guest_s:.4f} s")
-
-
-def test_guest_ns_clock_matches_tsc(machine: Machine) -> None:
-    agent = machine.agent
-    khz = agent.hello().tsc_khz
-    c1 = agent.clock()
-    agent.halt(100)
-    c2 = agent.clock()
-    from_tsc = (c2.tsc - c1.tsc) * 1_000_000 // khz
-    assert abs((c2.ns - c1.ns) - from_tsc) <= 1000, (
-        f"guest ns clock vs TSC/{khz} kHz: expected {from_tsc} ns (+-1 us), observed {c2.ns - c1.ns} ns")
+    machine.record("tsc_host_khz", round(ticks / ((t2 + t3 - t0 - t1) / 2) / 1000))
+    assert low_hz * (1 - CALIBRATION_TOLERANCE) <= advertised <= high_hz * (1 + CALIBRATION_TOLERANCE), (
+        f"TSC rate by the host clock: {low_hz / 1e3:.0f}..{high_hz / 1e3:.0f} kHz; the guest advertises "
+        f"{hello.tsc_khz} kHz (expected within 1%)")
 
 
 # ---------------------------------------------------------------------------- HLT
+def check_halt(machine: Machine, ms: int, cpu: int | None = None) -> None:
+    agent = machine.agent
+    halted, t0, t1 = host_timed(lambda: agent.halt(ms, cpu=cpu))
+    machine.record("halt_wakeups", halted.wakeups)
+    where = f" on vCPU{cpu}" if cpu else ""
+    assert t1 - t0 >= ms / 1000 * (1 - CALIBRATION_TOLERANCE), (
+        f"HLT for {ms} ms{where}: the request took {(t1 - t0) * 1000:.1f} ms of host time")
+    assert halted.wakeups <= MAX_HALT_WAKEUPS, (
+        f"HLT for {ms} ms{where}: expected at most {MAX_HALT_WAKEUPS} wake-ups (the timer, re-armed for what "
+        f"is left), observed {halted.wakeups}: HLT did not wait for an interrupt")
+
+
 def test_halt_lasts_as_requested(machine: Machine) -> None:
-    halted = machine.agent.halt(200)
-    assert 200_000_000 <= halted.ns <= 260_000_000, f"HLT for 200 ms: expected 200..260 ms, observed {halted.ns / 1e6:.1f} ms"
+    """Intel SDM vol. 2A, HLT: the processor stops until an enabled interrupt (or NMI, SMI,
+    INIT, reset) arrives. A 200 ms halt woken by the LAPIC timer lasts >= 200 ms by the host's
+    clock (less the calibration slack) and wakes at most ``MAX_HALT_WAKEUPS`` times."""
+    check_halt(machine, 200)
 
 
 @pytest.mark.vmm_requires("smp")
 def test_halt_on_second_vcpu(machine: Machine) -> None:
-    halted = machine.agent.halt(100, cpu=1)
-    assert 100_000_000 <= halted.ns <= 160_000_000, f"HLT for 100 ms on vCPU1: expected 100..160 ms, observed {halted.ns / 1e6:.1f} ms"
+    """Intel SDM vol. 2A, HLT, on an application processor: as on the BSP (100 ms)."""
+    check_halt(machine, 100, cpu=1)
 
 
 def test_halted_guest_costs_under_10_percent_of_a_core(machine: Machine) -> None:
+    """Intel SDM vol. 2A, HLT: a halted processor executes nothing, so the VMM's thread for it
+    sleeps (KVM_RUN blocks). Oracle: the hypervisor's CPU time from /proc while the guest halts
+    for 1 s, and the wake-up count (a HLT that returns at once is a busy loop)."""
     agent = machine.agent
     agent.ping()
-    share = machine.cpu_share_while(lambda: agent.halt(1000))
+    results = []
+    share = machine.cpu_share_while(lambda: results.append(agent.halt(1000)))
     if share is None:
         pytest.skip("needs /proc to read the VMM's CPU time")
     machine.record("halt_cpu_percent", round(share * 100, 1))
+    wakeups = results[0].wakeups if results else 0
+    machine.record("halt_wakeups", wakeups)
+    assert wakeups <= MAX_HALT_WAKEUPS, (
+        f"HLT for 1 s: expected at most {MAX_HALT_WAKEUPS} wake-ups, observed {wakeups}")
     also = machine.config.hypervisor.process_also_runs
     if also:
         # A nested VMM's own CPU time is not visible from here: bound the whole stack instead.
@@ -177,4 +295,5 @@ def test_halted_guest_costs_under_10_percent_of_a_core(machine: Machine) -> None
             f"host process ({also}) while the guest idles in HLT for 1 s: expected < "
             f"{NESTED_HALT_CPU_LIMIT:.0%} of a core (a spinning VMM costs ~100%), observed {share:.1%}")
         return
-    assert share < 0.10, f"VMM CPU while the guest idles in HLT for 1 s: expected < 10% of a core, observed {share:.1%}"
+    assert share < HALT_CPU_LIMIT, (
+        f"VMM CPU while the guest idles in HLT for 1 s: expected < {HALT_CPU_LIMIT:.0%} of a core, observed {share:.1%}")

@@ -49,11 +49,11 @@ def test_junit_properties_and_matrix(fake_project) -> None:
         "fake  * 2/0/0*",
         "fake2 * 1/1/1*",
         "*vmm differential*",
-        "test_suite::test_agent_check [*]  *pass tok_s=42.5*skip*",
-        "test_suite::test_console_check  *pass*pass*",
+        "test_suite::test_agent_check  *pass tok_s=42.5*skip*coverage*",  # skip vs pass: coverage
+        "test_suite::test_console_check  *pass*pass*same*",
     ])
     data = json.loads((pytester.path / "out/matrix.json").read_text())
-    assert data["counts"]["fake2"]["test_suite"] == {"passed": 1, "failed": 1, "skipped": 1}
+    assert data["counts"]["fake2"]["test_suite"] == {"passed": 1, "failed": 1, "skipped": 1, "known": 0}
     assert data["targets"] == ["fake", "fake2"]
     markdown = (pytester.path / "out/matrix.md").read_text()
     assert "| fake2 | 1/1/1 |" in markdown

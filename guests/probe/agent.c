@@ -108,7 +108,7 @@ static int h_hello(struct ctx *c) {
     o_kv_str(c->o, "hv", hv);
     o_kv_dec(c->o, "mptable", (u64)mp.found);
     o_kv_dec(c->o, "pit_pin", (u64)line_pin(0));
-    o_kv_str(c->o, "caps", cpus_online > 1 ? "port,mmio,irq,timer,uart,exit,smp" : "port,mmio,irq,timer,uart,exit");
+    o_kv_str(c->o, "caps", cpus_online > 1 ? "port,mmio,irq,timer,uart,exit,tickgaps,smp" : "port,mmio,irq,timer,uart,exit,tickgaps");
     return 0;
 }
 
@@ -322,24 +322,49 @@ static int h_lapic_oneshot(struct ctx *c) {
     lapic_write(0x380, (u32)n);
     /* poll, not HLT: if the timer never fires we must still answer */
     u64 end = t0 + ns_to_tsc(us * 2000 + 200000000ULL);
-    while (timer_fired[cpu] == fired0 && rdtsc() < end)
+    /* the longest stretch between two polls: a vCPU the host did not run (or an interrupt
+     * handler) shows up as a stall, so the host can tell the timer's lateness from its own */
+    u64 prev = t0, stall = 0;
+    while (timer_fired[cpu] == fired0) {
+        u64 now = rdtsc();
+        if (now - prev > stall)
+            stall = now - prev;
+        prev = now;
+        if (now >= end)
+            break;
         pause();
+    }
     u32 fired = timer_fired[cpu] - fired0;
     o_kv_dec(c->o, "requested_ns", us * 1000);
     o_kv_dec(c->o, "elapsed_ns", fired ? tsc_to_ns(timer_tsc[cpu] - t0) : 0);
     o_kv_dec(c->o, "fired", fired);
     o_kv_dec(c->o, "count", n);
+    o_kv_dec(c->o, "stall_ns", tsc_to_ns(stall));
     return 0;
 }
 
-static void pit_report(struct ctx *c) {
+/* Tick accounting (timer.c): gaps/missed/bunched from the ISR, pending = whole periods since
+ * the last tick's boundary that delivered nothing yet (at the stop instant once stopped). */
+static void pit_report_at(struct ctx *c, u64 now, int stopped) {
     o_kv_dec(c->o, "ticks", pit_ticks);
-    o_kv_dec(c->o, "ns", tsc_to_ns(rdtsc() - pit_start_tsc));
+    o_kv_dec(c->o, "ns", tsc_to_ns(now - pit_start_tsc));
     o_kv_dec(c->o, "hz", pit_hz);
     o_kv_dec(c->o, "divisor", pit_divisor);
     o_kv_dec(c->o, "span_ns", pit_ticks > 1 ? tsc_to_ns(pit_last_tsc - pit_first_tsc) : 0);
     o_kv_dec(c->o, "pin", (u64)pit_line_pin);
+    o_kv_dec(c->o, "missed", pit_missed);
+    o_kv_dec(c->o, "bunched", pit_bunched);
+    o_kv_dec(c->o, "gaps", pit_gaps);
+    u32 pending = pit_pending_at_stop;
+    if (!stopped) { /* the ISR latches channel 0 too */
+        cli();
+        pending = pit_pending();
+        sti();
+    }
+    o_kv_dec(c->o, "pending", pending);
 }
+
+static void pit_report(struct ctx *c) { pit_report_at(c, rdtsc(), 0); }
 
 static int h_pit_start(struct ctx *c) {
     ARG(hz, "hz", 0, 1000, 100000);
@@ -356,7 +381,7 @@ static int h_pit_read(struct ctx *c) {
 
 static int h_pit_stop(struct ctx *c) {
     pit_stop();
-    pit_report(c);
+    pit_report_at(c, pit_stop_tsc, 1);
     return 0;
 }
 
@@ -372,15 +397,8 @@ static int h_pit_measure(struct ctx *c) {
             pause();
     else
         WAIT_UNTIL(0, end);
-    u64 stop = rdtsc();
     pit_stop();
-    u32 ticks = pit_ticks;
-    o_kv_dec(c->o, "ticks", ticks);
-    o_kv_dec(c->o, "ns", tsc_to_ns(stop - pit_start_tsc));
-    o_kv_dec(c->o, "hz", pit_hz);
-    o_kv_dec(c->o, "divisor", pit_divisor);
-    o_kv_dec(c->o, "span_ns", ticks > 1 ? tsc_to_ns(pit_last_tsc - pit_first_tsc) : 0);
-    o_kv_dec(c->o, "pin", (u64)pit_line_pin);
+    pit_report_at(c, pit_stop_tsc, 1);
     return 0;
 }
 
@@ -687,7 +705,7 @@ static int h_rx_burst(struct ctx *c) {
     ARG(ms, "ms", 0, 5000, 600000);
     struct out g;
     g.n = 0;
-    u32 irq0 = rx_irqs, ovr0 = rx_overruns, drop0 = rx_dropped;
+    u32 irq0 = rx_irqs, ovr0 = rx_overruns, drop0 = rx_dropped, empty0 = rx_empty_irqs;
     while (rx_available()) /* anything left from before belongs to no one */
         (void)rx_getc();
     send_go(&g);
@@ -710,6 +728,7 @@ static int h_rx_burst(struct ctx *c) {
     o_kv_dec(c->o, "overruns", rx_overruns - ovr0);
     o_kv_dec(c->o, "dropped", rx_dropped - drop0);
     o_kv_dec(c->o, "timed_out", got < n);
+    o_kv_dec(c->o, "empty_irqs", rx_empty_irqs - empty0);
     return 0;
 }
 

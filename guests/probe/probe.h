@@ -123,7 +123,10 @@ int pit_start(u32 hz, int pin);
 void pit_stop(void);
 extern u32 pit_hz, pit_divisor;
 extern int pit_line_pin;
-extern u64 pit_start_tsc;
+extern u64 pit_start_tsc, pit_stop_tsc, pit_period_tsc;
+extern volatile u32 pit_gaps, pit_missed, pit_bunched;
+u32 pit_pending(void);
+extern u32 pit_pending_at_stop;
 
 /* wait (HLT, interrupts on) until cond or the TSC deadline; the LAPIC timer bounds each HLT */
 #define WAIT_UNTIL(cond, deadline)                          \
@@ -138,7 +141,7 @@ extern u64 pit_start_tsc;
     } while (0)
 
 /* ---------------------------------------------------------------- uart.c */
-extern volatile u32 rx_bytes, rx_irqs, rx_overruns, rx_dropped;
+extern volatile u32 rx_bytes, rx_irqs, rx_overruns, rx_dropped, rx_empty_irqs;
 void uart_init(void);
 void uart_enable_rx_irq(void);
 void uart_putc(char c);

@@ -9,6 +9,16 @@ volatile u32 timer_fired[MAX_CPUS];
 volatile u64 timer_tsc[MAX_CPUS];
 volatile u32 pit_ticks;
 volatile u64 pit_first_tsc, pit_last_tsc;
+/* Tick accounting, so the host can tell a merged or late tick from a wrong rate
+ * (docs/agent-protocol.md, "PIT tick accounting"). Each tick is placed on the PIT's own period
+ * boundary: the ISR latches channel 0 and subtracts the time since the last reload, (N - count)
+ * input clocks, from its TSC stamp, so the delivery latency drops out. Boundary to boundary is
+ * then a whole number k of periods: k = 0 is a re-injected (bunched) tick, k >= 2 a gap that
+ * swallowed k - 1 ticks. The TSC's calibration error (< 1%) cannot move k by the half period
+ * rounding needs. */
+volatile u32 pit_gaps, pit_missed, pit_bunched;
+volatile u64 pit_boundary_tsc;
+u64 pit_period_tsc;
 u32 pit_hz, pit_divisor;
 int pit_line_pin = 2;
 u64 pit_start_tsc;
@@ -116,13 +126,41 @@ void timer_isr(int cpu) {
     }
 }
 
+/* TSC of the latest reload of channel 0 before now (mode 2: the IRQ0 edge). */
+static u64 pit_boundary(void) {
+    outb(0x43, 0x00); /* latch channel 0 */
+    u32 lo = inb(0x40);
+    u32 hi = inb(0x40);
+    u64 t = rdtsc();
+    u32 count = lo | hi << 8;
+    u32 since = count && count <= pit_divisor ? pit_divisor - count : 0; /* input clocks */
+    return t - (u64)since * tsc_khz * 1000ULL / PIT_HZ;
+}
+
+static u32 periods_between(u64 from, u64 to) {
+    return to <= from ? 0 : (u32)((to - from + pit_period_tsc / 2) / pit_period_tsc);
+}
+
 void pit_isr(void) {
     u64 t = rdtsc();
+    if (pit_period_tsc) {
+        u64 b = pit_boundary();
+        u32 k = periods_between(pit_boundary_tsc, b);
+        if (k == 0)
+            pit_bunched++;
+        else if (k > 1)
+            pit_gaps++, pit_missed += k - 1;
+        if (b > pit_boundary_tsc)
+            pit_boundary_tsc = b;
+    }
     if (pit_ticks == 0)
         pit_first_tsc = t;
     pit_last_tsc = t;
     pit_ticks++;
 }
+
+/* whole periods from the last tick's boundary to the latest one, that delivered nothing yet */
+u32 pit_pending(void) { return pit_period_tsc ? periods_between(pit_boundary_tsc, pit_boundary()) : 0; }
 
 int pit_start(u32 hz, int pin) {
     if (hz < 19 || hz > 100000)
@@ -132,16 +170,23 @@ int pit_start(u32 hz, int pin) {
     pit_line_pin = pin;
     line_route(0, pin, 0, 1);
     pit_ticks = 0;
+    pit_gaps = pit_missed = pit_bunched = 0;
+    pit_period_tsc = (u64)pit_divisor * tsc_khz * 1000ULL / PIT_HZ;
     pit_first_tsc = pit_last_tsc = 0;
     outb(0x43, 0x34); /* channel 0, lo/hi, mode 2 (rate generator) */
     outb(0x40, (u8)pit_divisor);
     outb(0x40, (u8)(pit_divisor >> 8));
-    pit_start_tsc = rdtsc();
+    pit_start_tsc = pit_boundary_tsc = rdtsc(); /* counting starts with the reload written */
     line_set_mask(0, 0);
     return 0;
 }
 
+u64 pit_stop_tsc;
+u32 pit_pending_at_stop;
+
 void pit_stop(void) {
     line_set_mask(0, 1);
+    pit_stop_tsc = rdtsc();
+    pit_pending_at_stop = pit_pending();
     outb(0x43, 0x30); /* channel 0 mode 0 with no count written: stops counting */
 }

@@ -5,7 +5,7 @@
 
 static volatile u8 ring[RING];
 static volatile u32 ring_head, ring_tail; /* head: ISR writes; tail: agent reads */
-volatile u32 rx_bytes, rx_irqs, rx_overruns, rx_dropped;
+volatile u32 rx_bytes, rx_irqs, rx_overruns, rx_dropped, rx_empty_irqs;
 
 void uart_init(void) {
     outb(COM1 + 1, 0x00); /* IER: nothing while we configure */
@@ -40,6 +40,7 @@ void uart_puts(const char *s) {
 /* Drain everything the FIFO holds: one interrupt may cover many bytes. */
 void uart_isr(void) {
     rx_irqs++;
+    u32 before = rx_bytes;
     for (;;) {
         u8 lsr = inb(COM1 + 5);
         if (lsr & 0x02)
@@ -56,6 +57,8 @@ void uart_isr(void) {
         ring[h & (RING - 1)] = c;
         ring_head = h + 1;
     }
+    if (rx_bytes == before) /* an interrupt with nothing received (an edge latched meanwhile?) */
+        rx_empty_irqs++;
 }
 
 int rx_available(void) { return ring_head != ring_tail; }

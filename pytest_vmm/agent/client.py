@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pexpect
 
 from pytest_vmm.agent.protocol import (
+    PIT_ACCOUNTING_FIELDS,
     READY_RE,
     REPLY_RE,
     ErrorCode,
@@ -44,6 +45,18 @@ class AgentError(Exception):
         self.code = code
         self.text = text
         self.request = request
+
+
+class ExitIgnored(AssertionError):
+    """The guest wrote its exit port and the machine kept running (the agent's ``err`` reply to
+    ``exit``): a failure of the exit path, never a missing feature, so never a skip."""
+
+    def __init__(self, status: int, code: int, text: str) -> None:
+        super().__init__(f"exit({status}): the guest's exit port did not stop the machine "
+                         f"(agent error {code}: {text})")
+        self.status = status
+        self.code = code
+        self.text = text
 
 
 class AgentTimeout(Exception):
@@ -97,6 +110,13 @@ class TickCount:
     hz: int
     divisor: int = 0  # PIT reload value: the exact rate is PIT_INPUT_HZ / divisor Hz
     span_ns: int = 0  # first tick to last tick, by the guest TSC
+    # Tick accounting (agents with the "tickgaps" feature; None otherwise): ticks swallowed by
+    # gaps of > 1.5 periods, ticks that came < 0.5 period after the previous one, how many such
+    # gaps, and whole periods since the last tick that delivered nothing yet.
+    missed: int | None = None
+    bunched: int | None = None
+    gaps: int | None = None
+    pending: int | None = None
 
     @property
     def rate_hz(self) -> float:
@@ -113,12 +133,21 @@ class TickCount:
         periods = round(self.ns * self.rate_hz / 1e9)
         return max(0, periods - 1), periods + 1
 
+    @property
+    def periods_seen(self) -> int | None:
+        """Periods the guest saw elapse: delivered ticks, plus the ones merged into gaps or still
+        pending, minus re-injected (bunched) ones; None when the agent does no tick accounting."""
+        if self.missed is None or self.bunched is None or self.pending is None:
+            return None
+        return self.ticks + self.missed + self.pending - self.bunched
+
 
 @dataclass(frozen=True)
 class OneShot:
     requested_ns: int
     elapsed_ns: int  # arm to interrupt, by the guest TSC
     fired: int  # how many timer interrupts arrived (1 expected)
+    stall_ns: int = 0  # longest gap between the guest's polls while it waited (probe; 0 if not reported)
 
 
 @dataclass(frozen=True)
@@ -141,6 +170,7 @@ class UartBurst:
     fnv: int
     overruns: int
     dropped: int
+    empty_irqs: int | None = None  # RX interrupts whose ISR found no byte (agents that count them)
 
     @property
     def intact(self) -> bool:
@@ -333,7 +363,8 @@ class AgentClient:
                 self.console.send(data[i : i + chunk])
 
         r = self.request("rx_burst", n=len(data), ms=ms, on_go=send, timeout=self.timeout + ms / 1000)
-        return UartBurst(data, r.int("bytes"), r.int("irqs"), r.int("fnv"), r.int("overruns"), r.int("dropped"))
+        return UartBurst(data, r.int("bytes"), r.int("irqs"), r.int("fnv"), r.int("overruns"), r.int("dropped"),
+                         r.get_int("empty_irqs"))
 
     def uart_loopback(self, value: int = 0x5A) -> dict[str, int]:
         """Echo ``value`` through the 16550's loopback mode: ``value`` (read back), ``msr``, ``lsr``, ``mcr``."""
@@ -352,7 +383,8 @@ class AgentClient:
     @staticmethod
     def _ticks(r: Reply) -> TickCount:
         return TickCount(r.int("ticks"), r.int("ns"), r.int("hz"), r.get_int("divisor", 0) or 0,
-                         r.get_int("span_ns", 0) or 0)
+                         r.get_int("span_ns", 0) or 0,
+                         *(r.get_int(name) for name in PIT_ACCOUNTING_FIELDS))
 
     def pit_measure(self, ms: int, hz: int = 1000) -> TickCount:
         """PIT periodic at ``hz`` for ``ms`` of guest time: ticks counted by the guest."""
@@ -369,7 +401,7 @@ class AgentClient:
 
     def lapic_oneshot(self, us: int, cpu: int | None = None) -> OneShot:
         r = self.request("lapic_oneshot", us=us, cpu=cpu, timeout=self.timeout + 2 * us / 1e6)
-        return OneShot(r.int("requested_ns"), r.int("elapsed_ns"), r.int("fired"))
+        return OneShot(r.int("requested_ns"), r.int("elapsed_ns"), r.int("fired"), r.get_int("stall_ns", 0) or 0)
 
     def halt(self, ms: int, cpu: int | None = None) -> Halted:
         r = self.request("halt", ms=ms, cpu=cpu, timeout=self.timeout + 2 * ms / 1000)
@@ -397,7 +429,7 @@ class AgentClient:
             except FrameError:
                 continue
             if reply.req_id == req_id and reply.status == "err":
-                raise AgentError(reply.code, reply.text, line.decode().strip())
+                raise ExitIgnored(status, reply.code, reply.text)
 
     def close(self) -> None:
         """Nothing to release: the console belongs to the machine."""

@@ -52,6 +52,13 @@ COMMANDS: frozenset[str] = frozenset({
 })
 
 
+# Optional agent features a guest names in its hello ``caps=`` list (beyond the stack's
+# capability words): checks that need one skip, naming it, on agents that lack it.
+AGENT_CAP_TICK_GAPS = "tickgaps"  # pit_* replies carry missed= bunched= gaps= pending=
+# The tick accounting fields of pit_* replies (docs/agent-protocol.md, "PIT tick accounting").
+PIT_ACCOUNTING_FIELDS = ("missed", "bunched", "gaps", "pending")
+
+
 class ErrorCode(IntEnum):
     """Numeric error codes of ``err`` replies (shared by every guest agent)."""
 
