@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vmm import availability, options
+from pytest_vmm import config as declarations
 from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
 from pytest_vmm.errors import TargetUnavailable
 from pytest_vmm.host import HostInfo
@@ -20,6 +21,7 @@ from pytest_vmm.stack import BuiltImage
 def build_registry(config: pytest.Config) -> Registry:
     registry = Registry(HostInfo.detect())
     registry.load_entry_points()
+    declarations.register(config, registry)  # vmm.toml: command-template hypervisors, declared stacks
     config.hook.pytest_vmm_register(registry=registry)
     return registry
 

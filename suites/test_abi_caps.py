@@ -10,11 +10,12 @@ pointers/lengths; io_poll timeouts and readiness.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 
-ADAPTER = Path(__file__).resolve().parents[1] / "guests" / "zigu" / "adapter" / "python-3.12"
+from pytest_vmm.stacks._common import guest_dir
+
+ADAPTER = guest_dir("zigu") / "adapter" / "python-3.12"
 if str(ADAPTER) not in sys.path:
     sys.path.insert(0, str(ADAPTER))
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -25,7 +24,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-ADAPTER = Path(__file__).resolve().parents[2] / "guests" / "zigu" / "adapter" / "python-3.12"
+from pytest_vmm.stacks._common import guest_dir
+
+ADAPTER = guest_dir("zigu") / "adapter" / "python-3.12"
 if str(ADAPTER) not in sys.path:
     sys.path.insert(0, str(ADAPTER))
 
