@@ -210,3 +210,16 @@ def test_template_runs_a_builtin_stack_by_alias() -> None:
     assert registry.hypervisors_for(target.stack) == ["god", "myvmm"]
     with pytest.raises(RegistryError, match="unknown stack 'probe'"):
         Registry(HostInfo.detect()).resolve("probe")
+
+
+def test_config_file_named_by_option_or_ini(pytester: pytest.Pytester) -> None:
+    (pytester.path / "conf").mkdir()
+    (pytester.path / "conf" / "vms.toml").write_text(HYPERVISOR.replace("{mode}", "ok"))
+    result = pytester.runpytest("--vmm-list", "--vmm-config=conf/vms.toml")
+    result.stdout.fnmatch_lines(["  fakevmm      available"])
+    pytester.makeini("[pytest]\nvmm_config = conf/vms.toml\n")
+    result = pytester.runpytest("--vmm-list")
+    result.stdout.fnmatch_lines(["  fakevmm      available"])
+    result = pytester.runpytest("--vmm-list", "--vmm-config=nope.toml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --vmm-config / vmm_config: */nope.toml does not exist"])
