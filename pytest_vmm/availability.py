@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import timeout_multiplier
+from pytest_vmm.hypervisors.template import TemplateHypervisor
 from pytest_vmm.registry import Target
 
 
@@ -32,6 +33,7 @@ def check(target: Target, host: HostInfo, accel_choice: str = "auto") -> Availab
         f"{stack.name} needs {', '.join(missing)} from its hypervisor; {hv.name} does not provide it yet"
         if missing else "",
         hv.problem(host),
+        hv.stack_problem(stack) if isinstance(hv, TemplateHypervisor) else "",
         hv.accel_problem(accel, host),
         stack.problem(host, hv.name),
     ]

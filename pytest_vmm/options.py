@@ -29,6 +29,9 @@ def addoption(parser: pytest.Parser) -> None:
                     help="rebuild the selected stacks' guest images even if cached")
     group.addoption("--vmm-min-tok-s", dest="vmm_min_tok_s", type=float, metavar="N", default=None,
                     help=f"LLM tokens/s floor for the tok/s suite (ini: vmm_min_tok_s; default {DEFAULT_MIN_TOK_S:g})")
+    group.addoption("--vmm-config", dest="vmm_config", metavar="PATH", default=None,
+                    help="vmm.toml declaring command-template hypervisors and stacks (ini: vmm_config; "
+                         "default: vmm.toml in the rootdir, if there is one)")
     group.addoption("--vmm-matrix", dest="vmm_matrix", metavar="PATH", default=None,
                     help="write the conformance matrix as PATH.json and PATH.md (ini: vmm_matrix)")
     group.addoption("--vmm-fresh", dest="vmm_fresh", action="store_true", default=False,
@@ -49,6 +52,7 @@ def addoption(parser: pytest.Parser) -> None:
     parser.addini("vmm_min_tok_s", "default --vmm-min-tok-s", default=str(DEFAULT_MIN_TOK_S))
     parser.addini("vmm_matrix", "default --vmm-matrix", default="")
     parser.addini("vmm_baseline", "default --vmm-baseline", default="")
+    parser.addini("vmm_config", "default --vmm-config (relative to the rootdir)", default="")
 
 
 def get(config: pytest.Config, name: str) -> object:

@@ -143,7 +143,7 @@ def _print_vmm_list(config: pytest.Config) -> None:
         default = stack.pick_default_hypervisor(host)
         out.append(f"  {stack.name}: {stack.description}")
         out.append(f"    capabilities: {', '.join(sorted(stack.capabilities))}")
-        for hv_name in stack.hypervisors:
+        for hv_name in registry.hypervisors_for(stack):
             if hv_name not in registry.hypervisors:
                 out.append(f"    {stack.name}@{hv_name}: unavailable: hypervisor {hv_name} not registered")
                 continue

@@ -25,13 +25,16 @@ class Target:
     stack: Stack
     hypervisor: Hypervisor
     explicit_hypervisor: bool
+    # The name the user selected the stack by when it was an alias (``probe`` for ``god``).
+    label: str = ""
 
     @property
     def id(self) -> str:
         """``god`` for the default hypervisor, ``zigu@qemu`` when one was chosen."""
+        name = self.label or self.stack.name
         if self.explicit_hypervisor:
-            return f"{self.stack.name}@{self.hypervisor.name}"
-        return self.stack.name
+            return f"{name}@{self.hypervisor.name}"
+        return name
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -44,6 +47,12 @@ class Registry:
         self.stacks: dict[str, Stack] = {}
         self.hypervisors: dict[str, Hypervisor] = {}
         self.load_errors: list[str] = []
+        # Other names of a stack: the god stack *is* the probe kernel, so ``--vmm=probe@myvmm``
+        # reads as what it does, while ``--vmm=god`` stays what it always was.
+        self.aliases: dict[str, str] = {"probe": "god"}
+        # Hypervisors that take any stack (command templates from vmm.toml): they are not in
+        # the stacks' own lists, so STACK@NAME is allowed for every stack.
+        self.open_hypervisors: set[str] = set()
 
     def add_stack(self, stack: Stack) -> None:
         if stack.name in self.stacks and self.stacks[stack.name] is not stack:
@@ -52,10 +61,16 @@ class Registry:
             raise RegistryError(f"invalid stack name {stack.name!r}")
         self.stacks[stack.name] = stack
 
-    def add_hypervisor(self, hypervisor: Hypervisor) -> None:
+    def add_hypervisor(self, hypervisor: Hypervisor, any_stack: bool = False) -> None:
         if not hypervisor.name:
             raise RegistryError(f"{type(hypervisor).__name__} has no name")
         self.hypervisors[hypervisor.name] = hypervisor
+        if any_stack:
+            self.open_hypervisors.add(hypervisor.name)
+
+    def hypervisors_for(self, stack: Stack) -> list[str]:
+        """The hypervisors a stack can be asked for: its own, then the open ones."""
+        return [*stack.hypervisors, *sorted(self.open_hypervisors - set(stack.hypervisors))]
 
     def load_entry_points(self) -> None:
         """Load stacks and hypervisors that packages publish by entry point."""
@@ -88,7 +103,8 @@ class Registry:
                 yield self._target(each, None)
             return
         stack_name, _, hv_name = raw.partition("@")
-        stack = self.stacks.get(stack_name)
+        label = stack_name if stack_name not in self.stacks and stack_name in self.aliases else ""
+        stack = self.stacks.get(self.aliases[stack_name] if label else stack_name)
         if stack is None:
             raise RegistryError(f"unknown stack {stack_name!r} in --vmm={raw}; {self.valid_names()}")
         if hv_name and hv_name not in self.hypervisors:
@@ -96,23 +112,24 @@ class Registry:
                 f"unknown hypervisor {hv_name!r} in --vmm={raw}; "
                 f"valid hypervisors: {', '.join(sorted(self.hypervisors))}"
             )
-        if hv_name and hv_name not in stack.hypervisors:
+        if hv_name and hv_name not in self.hypervisors_for(stack):
             raise RegistryError(
                 f"stack {stack_name!r} does not run on {hv_name!r}; "
                 f"its hypervisors: {', '.join(stack.hypervisors)}"
             )
-        yield self._target(stack, hv_name or None)
+        yield self._target(stack, hv_name or None, label)
 
-    def _target(self, stack: Stack, hv_name: str | None) -> Target:
+    def _target(self, stack: Stack, hv_name: str | None, label: str = "") -> Target:
         name = hv_name or stack.pick_default_hypervisor(self.host)
         hypervisor = self.hypervisors.get(name)
         if hypervisor is None:
             raise RegistryError(f"stack {stack.name!r} wants hypervisor {name!r}, which is not registered")
-        return Target(stack=stack, hypervisor=hypervisor, explicit_hypervisor=hv_name is not None)
+        return Target(stack=stack, hypervisor=hypervisor, explicit_hypervisor=hv_name is not None, label=label)
 
     def valid_names(self) -> str:
         return (
-            f"valid stacks: {', '.join(sorted(self.stacks)) or '(none)'}, all; "
+            f"valid stacks: {', '.join(sorted(self.stacks)) or '(none)'}, all"
+            + "".join(f", {a} (= {s})" for a, s in sorted(self.aliases.items()) if s in self.stacks) + "; "
             f"hypervisors (STACK@HYPERVISOR): {', '.join(sorted(self.hypervisors)) or '(none)'}"
         )
 

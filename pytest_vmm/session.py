@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vmm import availability, options
+from pytest_vmm import config as declarations
 from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
 from pytest_vmm.errors import MachineError, TargetUnavailable
 from pytest_vmm.factory import MachineFactory
@@ -22,6 +23,7 @@ from pytest_vmm.stack import BootTransform, BuiltImage, ChannelHost, ImageRecipe
 def build_registry(config: pytest.Config) -> Registry:
     registry = Registry(HostInfo.detect())
     registry.load_entry_points()
+    declarations.register(config, registry)  # vmm.toml: command-template hypervisors, declared stacks
     config.hook.pytest_vmm_register(registry=registry)
     return registry
 

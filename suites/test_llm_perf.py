@@ -25,6 +25,7 @@ from pytest_vmm.registry import Target
 from pytest_vmm.session import VmmSession
 from pytest_vmm.stack import Disk
 from pytest_vmm.stacks import zosia
+from pytest_vmm.stacks._common import guest_dir
 
 pytestmark = [
     pytest.mark.vmm_requires("llm"),
@@ -49,7 +50,7 @@ STUB_RE = rb"zosia: prompt ready \(stub\) t=([0-9.]+)(?=\s)"
 PERF_RE = (rb"zosia: perf eval_tok_s=([0-9.]+) runs=(\S+) prompt_tok_s=(\S+) threads=(\d+)"
            rb" isa=(\w+)(?=\s)")
 EVAL_RE = re.compile(r"(?:perf_print|perf_context_print): +eval time .*?,\s*([0-9.]+) tokens per second")
-ZOSIA_DIR = Path(__file__).resolve().parents[1] / "guests" / "zosia"
+ZOSIA_DIR = guest_dir("zosia")
 
 Boot = Callable[..., Machine]
 KEEP_DISK = object()

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-ADAPTER = Path(__file__).resolve().parents[1] / "guests" / "zigu" / "adapter" / "python-3.12"
+from pytest_vmm.stacks._common import guest_dir
+
+ADAPTER = guest_dir("zigu") / "adapter" / "python-3.12"
 BUILD_LOG_TAIL = 6000
 
 # docs/zigu-abi.md, "Calls": kinds LOG=1 ... RANDOM=6; 0 and > 6 are ERR_BAD_KIND.

@@ -38,10 +38,13 @@ from pytest_vmm.hypervisor import Accel, LaunchPlan
 from pytest_vmm.hypervisors.god import god_run_argv
 from pytest_vmm.hypervisors.qemu import QEMU_BINARY, QMP_SOCKET, Qemu, base_argv
 from pytest_vmm.stack import BootSpec, BuiltImage, ImageRecipe
+from pytest_vmm.stacks._common import guest_dir, package_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-LANE_DIR = REPO_ROOT / "guests" / "lane"
-GOD_DIR = REPO_ROOT / "guests" / "god"
+# Shipped guest sources and the plugin itself, resolved with importlib.resources.
+LANE_DIR = guest_dir("lane")
+GOD_DIR = guest_dir("god")
+LINUX_DIR = guest_dir("linux")
+PLUGIN_DIR = package_dir("pytest_vmm")
 GUEST_PYTHON = "/usr/bin/python3.11"
 # Lane RAM on top of what god gives its guest: the unpacked lane (~21 MB), Python and god.
 LANE_OVERHEAD_MIB = 384
@@ -60,7 +63,7 @@ def lane_recipe() -> ImageRecipe:
         sources=LANE_DIR,
         command=(sys.executable, str(LANE_DIR / "build.py"), "--out", "{out}", "--no-tests"),
         version="1",
-        extra_inputs=(GOD_DIR / "src" / "god", REPO_ROOT / "guests" / "linux"),
+        extra_inputs=(GOD_DIR / "src" / "god", LINUX_DIR),
     )
 
 
@@ -72,7 +75,7 @@ def lane_tests_recipe() -> ImageRecipe:
         command=(sys.executable, str(LANE_DIR / "build.py"), "--out", "{out}", "--tests-only"),
         version="1",
         extra_inputs=(GOD_DIR / "src" / "god", GOD_DIR / "tests", GOD_DIR / "pyproject.toml",
-                      REPO_ROOT / "guests" / "linux", REPO_ROOT / "pytest_vmm"),
+                      LINUX_DIR, PLUGIN_DIR),
     )
 
 

@@ -1,9 +1,10 @@
-"""Helpers shared by the in-repo stack definitions."""
+"""Helpers shared by the shipped stack definitions."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +15,33 @@ if TYPE_CHECKING:
     from pytest_vmm.agent.client import AgentClient
     from pytest_vmm.mcp import McpChannel
 
-# pytest_vmm/stacks/_common.py -> repository root (the in-repo stacks build from its guests/).
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GUESTS = REPO_ROOT / "guests"
+# The guest sources travel with the distribution as the package pytest_vmm_guests (guests/ of
+# a checkout, mapped by pyproject.toml): an editable install resolves to the checkout, a wheel
+# to site-packages. Never a path relative to this file.
+GUESTS_PACKAGE = "pytest_vmm_guests"
+
+
+def package_dir(package: str) -> Path:
+    """The directory of an installed package's files, via importlib.resources."""
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f"package {package} is not installed: pytest-vmm's distribution carries it "
+            f"(reinstall pytest-vmm: pip install pytest-vmm, or pip install -e . in a checkout)"
+        ) from None
+    if not isinstance(root, Path):
+        # Stacks build from these files with real tools (gcc, cargo, zig): they must be on disk.
+        raise TypeError(f"package {package} is not on the file system ({root!r}); install it unzipped")
+    return root
+
+
+GUESTS = package_dir(GUESTS_PACKAGE)
+
+
+def guest_dir(name: str) -> Path:
+    """Sources of one shipped guest (``probe``, ``zigu``, ``god``...)."""
+    return GUESTS / name
 
 Requirement = Callable[[HostInfo], str]
 
@@ -36,7 +61,7 @@ def needs_python_module(module: str, pip_name: str) -> Requirement:
 def guest_recipe(name: str, *requires: Requirement, version: str = "1",
                  extra_inputs: tuple[Path, ...] = ()) -> ImageRecipe:
     """The build contract of docs/architecture.md: ``python guests/<name>/build.py --out OUT``."""
-    sources = GUESTS / name
+    sources = guest_dir(name)
     return ImageRecipe(
         name=name,
         sources=sources,

@@ -1,0 +1,1 @@
+"""Fuzz campaigns over the guests' agent, ABI and MCP channels (``vmm_suites.fuzz``)."""
