@@ -25,8 +25,20 @@ struct Conn {
     close_after_flush: bool,
 }
 
+/// The model disk as ai_runtime reads it (drivers_virtio knows nothing of ai_runtime).
+pub struct ModelDisk<'a>(pub &'a mut Blk);
+
+impl BlockRead for ModelDisk<'_> {
+    fn sectors(&self) -> u64 {
+        self.0.capacity
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.0.read_sectors(sector, buf)
+    }
+}
+
 struct KernelPlatform<'a> {
-    blk: Option<&'a mut Blk>,
+    disk: Option<ModelDisk<'a>>,
     connections: usize,
     cid: u64,
 }
@@ -39,8 +51,8 @@ impl Platform for KernelPlatform<'_> {
         crate::heap::stats()
     }
     fn disk(&mut self) -> Option<&mut dyn BlockRead> {
-        match self.blk.as_mut() {
-            Some(b) => Some(&mut **b as &mut dyn BlockRead),
+        match self.disk.as_mut() {
+            Some(d) => Some(d as &mut dyn BlockRead),
             None => None,
         }
     }
@@ -48,7 +60,7 @@ impl Platform for KernelPlatform<'_> {
         self.connections
     }
     fn transport(&self) -> String {
-        format!("virtio-vsock cid {} port {}", self.cid, crate::MCP_PORT)
+        format!("virtio-vsock cid {} port {}", self.cid, mcp_core::MCP_PORT)
     }
 }
 
@@ -90,7 +102,7 @@ impl Task for McpServer {
                 } else {
                     conns.push(Conn {
                         key: k,
-                        decoder: FrameDecoder::new(),
+                        decoder: FrameDecoder::new(mcp_core::MAX_FRAME),
                         session: Session::default(),
                         tx: TxBuffer::new(),
                         unacked: 0,
@@ -129,7 +141,7 @@ impl Task for McpServer {
             while c.tx.len() < TX_HIGH {
                 let Some(frame) = c.decoder.next_frame() else { break };
                 busy = true;
-                let mut plat = KernelPlatform { blk: blk.as_mut(), connections: open, cid };
+                let mut plat = KernelPlatform { disk: blk.as_mut().map(ModelDisk), connections: open, cid };
                 if let Some(reply) = server.handle_frame(&mut plat, &mut c.session, &frame) {
                     c.tx.push_frame(&reply);
                 }
