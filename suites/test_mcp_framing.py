@@ -271,12 +271,16 @@ def readable_id(frame: bytes) -> Any:
     (b'{"id":1,"method":"ping"}', INVALID_REQUEST),
     (b'{"jsonrpc":"2.0","id":1}', INVALID_REQUEST),
     (b'{"jsonrpc":"2.0","id":1,"method":7}', INVALID_REQUEST),
+    (b'{"jsonrpc":"2.0","method":"ping","params":7}', INVALID_REQUEST),
+    (b'{"jsonrpc":"2.0","method":1,"params":"bar"}', INVALID_REQUEST),
 ], ids=["parse", "utf8", "batch", "empty-batch", "number", "string", "null", "jsonrpc-1.0",
-        "no-jsonrpc", "no-method", "method-number"])
+        "no-jsonrpc", "no-method", "method-number", "scalar-params-no-id", "jsonrpc-spec-example"])
 def test_error_codes(shared_machine: Machine, frame: bytes, code: int) -> None:
     """JSON-RPC 2.0 section 5.1 codes: -32700 for invalid JSON, -32600 for a value that is not a
-    Request object (MCP 2025-06-18 removed batches, so an array is not one). Section 5: when the
-    id cannot be read (parse error, invalid request), the response id MUST be null."""
+    Request object (MCP 2025-06-18 removed batches, so an array is not one), answered even
+    without an id since it is no notification either (section 7's example ``"method": 1``).
+    Section 5: when the id cannot be read (parse error, invalid request), the response id MUST
+    be null."""
     with client(shared_machine) as c:
         c.send_frame(frame)
         reply = c.recv_json()
@@ -321,7 +325,7 @@ def test_notifications_get_no_reply(shared_machine: Machine, era: str) -> None:
         c.notify("notifications/cancelled", {"requestId": 1, "reason": "test"})
         c.notify("notifications/cancelled", {"requestId": "never-sent"})
         c.send_frame({"jsonrpc": "2.0", "method": "no/such/notification", **meta})
-        c.send_frame({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": 7})
+        c.send_frame({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": [7]})
         assert c.expect_silence(1.0) is None, "a notification was answered"
         assert answer(c, era, "tools/list", req_id=9)["id"] == 9
 

@@ -310,12 +310,19 @@ impl Server {
         let params = match obj.get("params") {
             None | Some(Value::Null) => &empty,
             Some(Value::Object(p)) => p,
-            Some(_) => {
+            // A structured value (JSON-RPC 2.0 section 4.2), but MCP's params are objects: a
+            // notification with it is still a notification (never answered).
+            Some(Value::Array(_)) => {
                 if id.is_none() {
                     return None;
                 }
                 self.errors += 1;
                 return Some(error_body(&reply_id, INVALID_PARAMS, "Invalid params: params must be an object", None));
+            }
+            // Not a structured value: not a Request object at all, answered even without an id.
+            Some(_) => {
+                self.errors += 1;
+                return Some(error_body(&reply_id, INVALID_REQUEST, "Invalid Request: params must be an object or an array", None));
             }
         };
         if id.is_none() {

@@ -134,11 +134,15 @@ fn notifications_get_no_reply_even_when_bad() {
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
         r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
         r#"{"jsonrpc":"2.0","method":"no/such"}"#,
-        r#"{"jsonrpc":"2.0","method":"ping","params":7}"#,
+        r#"{"jsonrpc":"2.0","method":"ping","params":[7]}"#,
         r#"{"jsonrpc":"2.0","id":4,"result":{}}"#,
     ] {
         assert!(call(&mut s, &mut p, &mut sess, n).is_none(), "{n} was answered");
     }
+    // Scalar params make it no Request object, so no notification either: -32600, id null.
+    let r = call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","method":"ping","params":7}"#).unwrap();
+    assert_eq!(code(&r), INVALID_REQUEST);
+    assert!(r["id"].is_null());
 }
 
 #[test]
