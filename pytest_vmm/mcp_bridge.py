@@ -275,19 +275,24 @@ def modern_header_problem(headers: Any, msg: dict[str, Any]) -> str | None:
     """2026-07-28 streamable-http "Server Validation": the mirrored headers match the body."""
     params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
     version = params.get("_meta", {}).get(META_PROTOCOL_VERSION)
-    got = headers.get("MCP-Protocol-Version")
+
+    def header(name: str) -> str | None:
+        value = headers.get(name)
+        return None if value is None else value.strip(" \t")  # RFC 9110 section 5.5: OWS is not part of the value
+
+    got = header("MCP-Protocol-Version")
     if got is None:
         return "MCP-Protocol-Version header is missing"
     if got != version:
         return f"MCP-Protocol-Version header {got!r} does not match _meta {META_PROTOCOL_VERSION} {version!r}"
-    method = headers.get("Mcp-Method")
+    method = header("Mcp-Method")
     if method is None:
         return "Mcp-Method header is missing"
     if method != msg.get("method"):
         return f"Mcp-Method header {method!r} does not match the body's method {msg.get('method')!r}"
     if msg.get("method") in ("tools/call", "resources/read", "prompts/get"):
         body_name = params.get("name", params.get("uri"))
-        name = headers.get("Mcp-Name")
+        name = header("Mcp-Name")
         if name is None:
             return "Mcp-Name header is missing"
         try:
@@ -349,12 +354,29 @@ class BridgeHandler(BaseHTTPRequestHandler):
         host = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
         return host in LOCAL_ORIGIN_HOSTS
 
+    def _host_ok(self) -> bool:
+        host = self.headers.get("Host", "")
+        host = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+        return host in LOCAL_ORIGIN_HOSTS
+
     def _endpoint_ok(self) -> bool:
+        """Path, Origin and Host checked; on a refusal the connection closes (the body is unread)."""
+        ok = self._endpoint_checks()
+        if not ok:
+            self.close_connection = True
+        return ok
+
+    def _endpoint_checks(self) -> bool:
         if self.path.split("?", 1)[0] != self.server.endpoint:
             self._send(404, error(None, INVALID_REQUEST, f"no MCP endpoint at {self.path}; use {self.server.endpoint}"))
             return False
+        # 2025-11-25 / 2026-07-28 transports "Security": Origin validated against DNS rebinding
+        # (403); a Host that is not loopback is the same attack seen from the other side.
         if not self._origin_ok():
             self._send(403, error(None, INVALID_REQUEST, f"Origin {self.headers.get('Origin')!r} is not local"))
+            return False
+        if not self._host_ok():
+            self._send(403, error(None, INVALID_REQUEST, f"Host {self.headers.get('Host')!r} is not local"))
             return False
         return True
 
@@ -404,12 +426,11 @@ class BridgeHandler(BaseHTTPRequestHandler):
             self._send(502, error(readable_id(msg), INTERNAL_ERROR, str(e)))
 
     def _modern(self, msg: dict[str, Any], body: bytes) -> None:
-        version = msg["params"]["_meta"][META_PROTOCOL_VERSION]
-        if version == MODERN_VERSION:
-            problem = modern_header_problem(self.headers, msg)
-            if problem is not None:
-                self._send(400, error(readable_id(msg), HEADER_MISMATCH, f"Header mismatch: {problem}"))
-                return
+        # Headers are checked against the body first, whatever version the body names.
+        problem = modern_header_problem(self.headers, msg)
+        if problem is not None:
+            self._send(400, error(readable_id(msg), HEADER_MISMATCH, f"Header mismatch: {problem}"))
+            return
         link = GuestLink(self.server.target, self.server.port)
         try:
             reply = link.exchange(body, answered=is_request(msg))
@@ -421,12 +442,12 @@ class BridgeHandler(BaseHTTPRequestHandler):
         self._send(modern_status(reply, msg), reply)
 
     def _legacy(self, msg: dict[str, Any], body: bytes) -> None:
+        sid = self.headers.get("Mcp-Session-Id")
         version = self.headers.get("MCP-Protocol-Version")
-        if version is not None and version not in HANDSHAKE_VERSIONS:
+        if sid is not None and version is not None and version not in HANDSHAKE_VERSIONS:
             # 2025-11-25 basic/transports "Protocol Version Header": invalid or unsupported -> 400.
             self._send(400, error(readable_id(msg), INVALID_REQUEST, f"unsupported MCP-Protocol-Version {version!r}"))
             return
-        sid = self.headers.get("Mcp-Session-Id")
         if msg.get("method") == "initialize" and sid is None:
             link = GuestLink(self.server.target, self.server.port)
             reply = link.exchange(body, answered=True)
@@ -438,12 +459,10 @@ class BridgeHandler(BaseHTTPRequestHandler):
             self._send(200, reply, {"Mcp-Session-Id": self.server.sessions.open(link)})
             return
         if sid is None:
-            if is_request(msg) and msg.get("method") == "server/discover":
-                self._modern_less(msg, body)
-                return
-            self._send(400, error(readable_id(msg), INVALID_REQUEST,
-                                  "no Mcp-Session-Id: send initialize first (2025-11-25), or the per-request "
-                                  f"_meta {META_PROTOCOL_VERSION} ({MODERN_VERSION})"))
+            # Neither era's context (no session, no per-request _meta): the guest names what is
+            # missing (-32602), and it is a 400 (2025-11-25: a request without its session;
+            # 2026-07-28 basic/index: a request missing required _meta fields).
+            self._modern_less(msg, body)
             return
         link = self.server.sessions.get(sid)
         if link is None or link.closed:
@@ -461,14 +480,16 @@ class BridgeHandler(BaseHTTPRequestHandler):
             self._send(200, reply)
 
     def _modern_less(self, msg: dict[str, Any], body: bytes) -> None:
-        """A session-less, envelope-less request: the guest says what is missing."""
+        """A session-less, envelope-less message: the guest says what is missing."""
         link = GuestLink(self.server.target, self.server.port)
         try:
-            reply = link.exchange(body, answered=True)
+            reply = link.exchange(body, answered=is_request(msg))
         finally:
             link.close()
-        assert reply is not None
-        self._send(400 if "error" in reply else 200, reply)
+        if reply is None:
+            self._send(202)
+        else:
+            self._send(400 if "error" in reply else 200, reply)
 
 
 class BridgeHTTPServer(ThreadingHTTPServer):

@@ -199,6 +199,20 @@ pub fn tool_list() -> Value {
                 },
                 "additionalProperties": false
             }
+        },
+        // The fixtures the official conformance tool (@modelcontextprotocol/conformance)
+        // calls by name for its tools-call-simple-text and tools-call-error scenarios.
+        {
+            "name": "test_simple_text",
+            "title": "Conformance: simple text",
+            "description": "Conformance fixture: returns one text content block.",
+            "inputSchema": { "type": "object", "properties": {}, "additionalProperties": false }
+        },
+        {
+            "name": "test_error_handling",
+            "title": "Conformance: tool error",
+            "description": "Conformance fixture: always fails as a tool (isError), never as the protocol.",
+            "inputSchema": { "type": "object", "properties": {}, "additionalProperties": false }
         }
     ])
 }
@@ -561,6 +575,14 @@ impl Server {
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let s = json!({ "start": start, "next": start + n as u64, "text": text });
                 Ok(tool_result(text, s))
+            }
+            "test_simple_text" => {
+                check_args(args, &[])?;
+                Ok(json!({ "content": [{ "type": "text", "text": "This is a simple text response for testing." }], "isError": false }))
+            }
+            "test_error_handling" => {
+                check_args(args, &[])?;
+                Err(tool_err("This tool always fails: a tool error is an isError result (server/tools \"Error Handling\")"))
             }
             other => Err(rpc(INVALID_PARAMS, format!("Unknown tool: {}", truncate(other, 64)))),
         }

@@ -75,7 +75,7 @@ fn ping_and_tools_list() {
     let r = call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","id":8,"method":"tools/list","params":{}}"#).unwrap();
     let tools = r["result"]["tools"].as_array().unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["infer", "health", "metadata", "load_model", "logs"]);
+    assert_eq!(names, ["infer", "health", "metadata", "load_model", "logs", "test_simple_text", "test_error_handling"]);
     for t in tools {
         assert_eq!(t["inputSchema"]["type"], "object");
     }
@@ -214,7 +214,7 @@ fn modern_requests_are_served_statelessly() {
     assert!(r["result"]["capabilities"]["tools"].is_object());
     let r = call(&mut s, &mut p, &mut sess, &std::format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{META}}}}}"#)).unwrap();
     assert_eq!(r["result"]["resultType"], "complete");
-    assert_eq!(r["result"]["tools"].as_array().unwrap().len(), 5);
+    assert_eq!(r["result"]["tools"].as_array().unwrap().len(), 7);
     assert_eq!(r["result"]["cacheScope"], "public");
     assert_eq!(r["result"]["_meta"][META_SERVER_INFO]["name"], "microkernelia");
     let r = call(&mut s, &mut p, &mut sess, &std::format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"health","arguments":{{}},{META}}}}}"#)).unwrap();
