@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -159,8 +160,11 @@ def serve_stdio(target: str | int, port: int, stdin: Any = None, stdout: Any = N
     def emit(msg: dict[str, Any] | bytes) -> None:
         data = msg if isinstance(msg, bytes) else json.dumps(msg, separators=(",", ":")).encode()
         with write_lock:
-            stdout.write(data + b"\n")
-            stdout.flush()
+            try:
+                stdout.write(data + b"\n")
+                stdout.flush()
+            except (BrokenPipeError, ValueError):  # the client closed its end: nothing to tell it
+                closing.set()
 
     def fail_pending(reason: str) -> None:
         with pending_lock:
@@ -225,6 +229,11 @@ def serve_stdio(target: str | int, port: int, stdin: Any = None, stdout: Any = N
             fail_pending(str(e))
             if is_request(msg) or msg is None:
                 emit(error(readable_id(msg), INTERNAL_ERROR, str(e)))
+    # stdin ended: the answers still owed are delivered (the guest is not left mid-reply)
+    # unless the client is gone too.
+    deadline = time.monotonic() + REPLY_TIMEOUT
+    while pending and not closing.is_set() and link is not None and not link.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
     closing.set()
     if link is not None:
         link.close()
