@@ -209,7 +209,7 @@ class McpClient:
 
     def discover(self) -> dict[str, Any]:
         """server/discover (2026-07-28): supported versions, capabilities, identity."""
-        return self.request("server/discover")  # type: ignore[no-any-return]
+        return self.request("server/discover")  # type: ignore[no-any-return,unused-ignore]
 
     def ping(self) -> Any:
         return self.request("ping")

@@ -33,7 +33,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -46,7 +45,6 @@ from pytest_vmm.mcp import (
     META_CLIENT_CAPABILITIES,
     META_PROTOCOL_VERSION,
     METHOD_NOT_FOUND,
-    MODERN_VERSION,
     PARSE_ERROR,
     UNSUPPORTED_PROTOCOL_VERSION,
     ConnectionClosed,
@@ -108,7 +106,7 @@ class GuestLink:
 
     def recv(self, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
         try:
-            return json.loads(self.client.recv_frame(timeout))  # type: ignore[no-any-return]
+            return self.client.recv_json(timeout)
         except (ConnectionClosed, OSError, ValueError) as e:
             self.closed = True
             raise GuestGone(f"the guest's MCP server closed the connection ({e})") from e
@@ -220,7 +218,7 @@ def serve_stdio(target: str | int, port: int, stdin: Any = None, stdout: Any = N
             continue
         try:
             current = ensure_link()
-            if is_request(msg):
+            if isinstance(msg, dict) and is_request(msg):
                 with pending_lock:
                     pending[json.dumps(msg["id"])] = readable_id(msg)
             current.send(line)
@@ -282,8 +280,9 @@ class Sessions:
 
 def modern_header_problem(headers: Any, msg: dict[str, Any]) -> str | None:
     """2026-07-28 streamable-http "Server Validation": the mirrored headers match the body."""
-    params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
-    version = params.get("_meta", {}).get(META_PROTOCOL_VERSION)
+    params: dict[str, Any] = msg["params"] if isinstance(msg.get("params"), dict) else {}
+    meta = params.get("_meta")
+    version = meta.get(META_PROTOCOL_VERSION) if isinstance(meta, dict) else None
 
     def header(name: str) -> str | None:
         value = headers.get(name)
@@ -336,7 +335,7 @@ class BridgeHandler(BaseHTTPRequestHandler):
     server: BridgeHTTPServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -390,11 +389,11 @@ class BridgeHandler(BaseHTTPRequestHandler):
         return True
 
     # ------------------------------------------------------------------ methods
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self._endpoint_ok():
             self._send(405, None, {"Allow": "POST, DELETE"})
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         if not self._endpoint_ok():
             return
         sid = self.headers.get("Mcp-Session-Id")
@@ -405,7 +404,7 @@ class BridgeHandler(BaseHTTPRequestHandler):
         else:
             self._send(404, error(None, INVALID_REQUEST, f"no session {sid}"))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if not self._endpoint_ok():
             return
         try:
@@ -473,13 +472,13 @@ class BridgeHandler(BaseHTTPRequestHandler):
             # 2026-07-28 basic/index: a request missing required _meta fields).
             self._modern_less(msg, body)
             return
-        link = self.server.sessions.get(sid)
-        if link is None or link.closed:
+        session = self.server.sessions.get(sid)
+        if session is None or session.closed:
             self.server.sessions.close(sid)
             self._send(404, error(readable_id(msg), INVALID_REQUEST, f"session {sid} is unknown or has ended"))
             return
         try:
-            reply = link.exchange(body, answered=is_request(msg))
+            reply = session.exchange(body, answered=is_request(msg))
         except GuestGone:
             self.server.sessions.close(sid)
             raise

@@ -21,17 +21,25 @@ from typing import Any
 import pytest
 
 from pytest_vmm import Machine
-from pytest_vmm.mcp import INVALID_PARAMS, INVALID_REQUEST, MAX_FRAME, METHOD_NOT_FOUND, MODERN_VERSION, connect_machine, machine_socket
+from pytest_vmm.mcp import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    MAX_FRAME,
+    METHOD_NOT_FOUND,
+    MODERN_VERSION,
+    connect_machine,
+    machine_socket,
+)
 
 pytestmark = pytest.mark.vmm_requires("mcp")
 anyio = pytest.importorskip("anyio")
 pytest.importorskip("mcp", reason="needs the MCP SDK: pip install 'pytest-vmm[mcp]'")
 
-from mcp import ClientSession  # noqa: E402
-from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from pytest_vmm.mcp_bridge import BridgeHTTPServer  # noqa: E402
-from pytest_vmm.mcp_sdk import SdkError  # noqa: E402
+from pytest_vmm.mcp_bridge import BridgeHTTPServer
+from pytest_vmm.mcp_sdk import SdkError
 
 TOOLS_DIR = Path(__file__).resolve().parents[1] / "tools" / "mcp-conformance"
 
@@ -99,7 +107,7 @@ def test_typescript_sdk_over_stdio(shared_machine: Machine) -> None:
     if not (TOOLS_DIR / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir():
         pytest.skip(f"the pinned npm packages are not installed in {TOOLS_DIR} (scripts/bootstrap.sh runs npm ci)")
     proc = subprocess.run([node, str(TOOLS_DIR / "ts-client.mjs"), *bridge_argv(shared_machine)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, f"TypeScript client failed ({proc.returncode}):\n{proc.stderr[-2000:]}"
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["server"]["name"] == "microkernelia", out

@@ -59,13 +59,13 @@ def scenarios(revision: str) -> list[str]:
     if cache.is_file():
         return json.loads(cache.read_text())  # type: ignore[no-any-return]
     out = subprocess.run([*argv, "list", "--server", "--requirements", revision],
-                         capture_output=True, text=True, timeout=60, cwd=TOOLS_DIR)
+                         capture_output=True, text=True, timeout=60, cwd=TOOLS_DIR, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"conformance list failed ({out.returncode}): {out.stderr[-500:]}")
-    required = re.search(r"^Server scenarios.*?\n(.*?)(?:\n\s*\n|\Z)", out.stdout, re.M | re.S)
-    names = re.findall(r"^\s+- (\S+)", required.group(1), re.M) if required else []
+    required = re.search(r"^Server scenarios.*?\n(.*?)(?:\n\s*\n|\Z)", out.stdout, re.MULTILINE | re.DOTALL)
+    names = re.findall(r"^\s+- (\S+)", required.group(1), re.MULTILINE) if required else []
     # Also run, though not scored for the revision: extensions, pending, added after release.
-    names += [n for n in re.findall(r"^\s+- (\S+) \[server\]", out.stdout, re.M) if n not in names]
+    names += [n for n in re.findall(r"^\s+- (\S+) \[server\]", out.stdout, re.MULTILINE) if n not in names]
     if names:
         cache.write_text(json.dumps(names))
     return names
@@ -111,7 +111,7 @@ def run_tool(machine: Machine, revision: str, out_dir: Path) -> dict[str, list[d
     try:
         proc = subprocess.run([*argv, "server", "--url", server.url, "--requirements", revision,
                                "--expected-failures", str(BASELINE), "-o", str(out_dir), "--timeout", "30000"],
-                              capture_output=True, text=True, timeout=600, cwd=TOOLS_DIR)
+                              capture_output=True, text=True, timeout=600, cwd=TOOLS_DIR, check=False)
     finally:
         server.shutdown()
         server.server_close()

@@ -42,7 +42,11 @@ from pytest_vmm.mcp import (
 pytestmark = pytest.mark.vmm_requires("mcp")
 pytest.importorskip("mcp_types", reason="needs mcp-types (the spec's schema): pip install 'pytest-vmm[mcp]'")
 
-from pytest_vmm.mcp_schema import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS, response_problems  # noqa: E402
+from pytest_vmm.mcp_schema import (
+    HANDSHAKE_PROTOCOL_VERSIONS,
+    MODERN_PROTOCOL_VERSIONS,
+    response_problems,
+)
 
 LEGACY = "2025-11-25"
 ERAS = [MODERN_VERSION, LEGACY]
@@ -211,7 +215,7 @@ def test_every_tool(shared_machine: Machine, era: str) -> None:
     error. infer's answers are the model file's, read by this test."""
     rows = model_rows()
     with client(shared_machine, era) as c:
-        call = lambda name, args: answer(c, era, "tools/call", {"name": name, "arguments": args})["result"]  # noqa: E731
+        call = lambda name, args: answer(c, era, "tools/call", {"name": name, "arguments": args})["result"]
         loaded = call("load_model", {"path": "model.kv"})
         assert loaded["isError"] is False, loaded
         assert loaded["structuredContent"]["rows"] == len(rows), loaded

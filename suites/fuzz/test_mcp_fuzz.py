@@ -19,13 +19,20 @@ from hypothesis import given, note
 
 from pytest_vmm import Machine
 from pytest_vmm.hypothesis_profiles import guest_settings
-from pytest_vmm.mcp import ConnectionClosed, McpClient, connect_machine, encode_frame, machine_socket, with_meta
+from pytest_vmm.mcp import (
+    ConnectionClosed,
+    McpClient,
+    connect_machine,
+    encode_frame,
+    machine_socket,
+    with_meta,
+)
 from pytest_vmm.strategies.mcp import frame_sequences, is_oversize
 
 pytestmark = pytest.mark.vmm_requires("mcp")
 pytest.importorskip("mcp_types", reason="needs mcp-types (the spec's schema): pip install 'pytest-vmm[mcp]'")
 
-from pytest_vmm.mcp_oracle import check_exchange, reproducer  # noqa: E402
+from pytest_vmm.mcp_oracle import check_exchange, reproducer
 
 END_ID = "fuzz-end"
 # Responses come in order: once this request is answered, every frame before it was handled.

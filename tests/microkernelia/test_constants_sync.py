@@ -13,7 +13,7 @@ MCP_CORE = Path(__file__).resolve().parents[2] / "guests" / "microkernelia" / "m
 
 
 def rust_const(name: str) -> str:
-    m = re.search(rf"^pub const {name}: [^=]+= (.+);", MCP_CORE.read_text(), re.M)
+    m = re.search(rf"^pub const {name}: [^=]+= (.+);", MCP_CORE.read_text(), re.MULTILINE)
     assert m, f"no `pub const {name}` in {MCP_CORE}"
     return m.group(1).strip()
 
