@@ -532,7 +532,7 @@ def serve_http(target: str | int, port: int, listen_port: int, verbose: bool = F
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vmm-mcp bridge", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="vmm-mcp bridge", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--uds", help="the running machine's hybrid vsock Unix socket (run dir's vsock.sock)")
     ap.add_argument("--cid", type=int, help="guest CID (AF_VSOCK) instead of --uds")
