@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""MCP over virtio-vsock on microkernelia: request/response round trips per second (ping and
-tools/call health, one connection, one request in flight) and fuzz frames per second
-(strategy-generated frame sequences, each followed by nothing: the guest answers what it can).
-Goals (DESIGN.md): >= 2,000 round trips/s on god, fuzzing >= 500 frames/s. Prints, never asserts.
+"""MCP over virtio-vsock on microkernelia: request/response round trips per second, per
+protocol revision (2025-11-25 after initialize; 2026-07-28 stateless, each request carrying its
+``_meta``), directly on the vsock socket and through ``vmm-mcp bridge`` (stdio and Streamable
+HTTP); and fuzz frames per second with the oracle's checks included (pytest_vmm.mcp_oracle).
+Goals (DESIGN.md): >= 2,000 round trips/s direct on god, fuzzing >= 500 frames/s. Prints,
+never asserts.
 
     python benchmarks/mcp.py [--n 2000] [--fuzz-seconds 5]
 
 With the MCP SDK installed (the ``mcp`` extra) it also times ping through the SDK's
-``ClientSession`` over pytest_vmm.mcp_sdk (the bridge's overhead, not the guest's).
+``ClientSession`` over pytest_vmm.mcp_sdk (the SDK's overhead, not the guest's).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,12 +29,138 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(ROOT))
 
 
+class Figures:
+    """Every figure this script prints, one line each (name, value, unit, goal)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float, str, str]] = []
+
+    def add(self, name: str, value: float, unit: str = "/s", goal: str = "") -> None:
+        self.rows.append((name, value, unit, goal))
+        print(f"mcp {name:<44} {value:10,.0f} {unit}" + (f"  ({goal})" if goal else ""), flush=True)
+
+
+def timed(n: int, call: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        call()
+    return n / (time.perf_counter() - t)
+
+
+def direct(figures: Figures, uds: str, n: int) -> None:
+    from pytest_vmm.mcp import MCP_PORT, MODERN_VERSION, PROTOCOL_VERSION, connect
+
+    with connect(uds, MCP_PORT, timeout=30) as c:  # 2026-07-28: no handshake
+        c.call_tool("load_model")
+        for name, call in [("server/discover", c.discover), ("tools/list", c.list_tools), ("tools/call health", c.health),
+                           ("tools/call infer", lambda: c.call_tool("infer", {"prompt": "what is vsock"}))]:
+            figures.add(f"direct {MODERN_VERSION} {name}", timed(n, call), goal="goal >= 2,000 on god")
+    with connect(uds, MCP_PORT, timeout=30) as c:
+        c.initialize(PROTOCOL_VERSION)
+        for name, call in [("ping", c.ping), ("tools/list", c.list_tools), ("tools/call health", c.health)]:
+            figures.add(f"direct {PROTOCOL_VERSION} {name}", timed(n, call), goal="goal >= 2,000 on god")
+
+
+def through_bridge(figures: Figures, uds: str, n: int) -> None:
+    """tools/call health through vmm-mcp bridge: stdio (one process) and HTTP (one POST each)."""
+    import threading
+    import urllib.request
+
+    from pytest_vmm.mcp import MCP_PORT, MODERN_VERSION, PROTOCOL_VERSION, with_meta
+    from pytest_vmm.mcp_bridge import BridgeHTTPServer
+
+    health = {"name": "health", "arguments": {}}
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_vmm.mcp", "bridge", "--uds", uds, "--stdio"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        def line(msg: dict[str, object]) -> None:
+            proc.stdin.write(json.dumps(msg).encode() + b"\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            proc.stdout.readline()  # type: ignore[union-attr]
+
+        figures.add(f"stdio bridge {MODERN_VERSION} tools/call health", timed(n, lambda: line(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": with_meta(health)})))
+        line({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+              "params": {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}}})
+        figures.add(f"stdio bridge {PROTOCOL_VERSION} tools/call health", timed(n, lambda: line(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": health})))
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+        proc.stdout.close()
+    server = BridgeHTTPServer(uds, MCP_PORT)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        def post(msg: dict[str, object], headers: dict[str, str]) -> urllib.request.Request:
+            return urllib.request.Request(server.url, data=json.dumps(msg).encode(), method="POST", headers={
+                "Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers})
+
+        def send(req: urllib.request.Request) -> bytes:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.read()  # type: ignore[no-any-return]
+
+        modern = {"MCP-Protocol-Version": MODERN_VERSION, "Mcp-Method": "tools/call", "Mcp-Name": "health"}
+        figures.add(f"HTTP bridge {MODERN_VERSION} tools/call health", timed(n // 4, lambda: send(post(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": with_meta(health)}, modern))))
+        init = urllib.request.urlopen(post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": PROTOCOL_VERSION, "capabilities": {}}}, {}), timeout=30)
+        sid = init.headers["Mcp-Session-Id"]
+        init.read()
+        legacy = {"Mcp-Session-Id": sid, "MCP-Protocol-Version": PROTOCOL_VERSION}
+        figures.add(f"HTTP bridge {PROTOCOL_VERSION} tools/call health", timed(n // 4, lambda: send(post(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": health}, legacy))))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def fuzz(figures: Figures, uds: str, seconds: float) -> None:
+    """Frames/s of the fuzz suite's loop: send a batch and a marker, read every answer, check
+    the exchange with the oracle (what suites/fuzz/test_mcp_fuzz.py does per example)."""
+    from hypothesis import HealthCheck, given, settings
+
+    from pytest_vmm.mcp import MCP_PORT, connect, encode_frame, with_meta
+    from pytest_vmm.mcp_oracle import check_exchange
+    from pytest_vmm.strategies.mcp import any_frames, is_oversize
+
+    frames: list[bytes] = []
+
+    @settings(max_examples=3000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(any_frames())
+    def collect(f: bytes) -> None:
+        if not is_oversize(f):
+            frames.append(f)
+
+    collect()
+    marker = encode_frame({"jsonrpc": "2.0", "id": "bench-end", "method": "server/discover", "params": with_meta(None)})
+    sent = problems = 0
+    t = time.perf_counter()
+    deadline = t + seconds
+    while time.perf_counter() < deadline:
+        with connect(uds, MCP_PORT, timeout=30) as fc:
+            batch = frames[sent % len(frames):][:50]
+            fc.send_raw(b"".join(batch) + marker)
+            replies = []
+            while True:
+                reply = json.loads(fc.recv_frame())
+                if isinstance(reply, dict) and reply.get("id") == "bench-end":
+                    break
+                replies.append(reply)
+            problems += len(check_exchange(batch, replies, closed=False))
+            sent += len(batch)
+    figures.add("fuzz frames (oracle checked)", sent / (time.perf_counter() - t), goal="goal >= 500")
+    with connect(uds, MCP_PORT, timeout=30) as hc:
+        status = hc.health()["status"]
+    print(f"mcp fuzz: {problems} oracle problems, health afterwards: {status}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--fuzz-seconds", type=float, default=5.0)
     a = ap.parse_args()
-    from pytest_vmm.mcp import connect, encode_frame
 
     out = Path(tempfile.mkdtemp(prefix="mk-bench-"))
     subprocess.run([sys.executable, str(ROOT / "guests/microkernelia/build.py"), "--out", str(out),
@@ -41,49 +170,15 @@ def main() -> int:
     god = subprocess.Popen([sys.executable, "-m", "god", "run", str(out / "microkernelia.elf"), "--mem", "128",
                             "--serial", f"file:{out / 'console.log'}", "--disk", f"{out / 'model.img'},ro",
                             "--vsock-uds", str(uds)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    figures = Figures()
     try:
-        c = connect(str(uds), 5000, timeout=30)
-        c.initialize()
-        c.call_tool("load_model")
-        for name, call in [("ping", c.ping), ("tools/call health", c.health),
-                           ("tools/call infer", lambda: c.call_tool("infer", {"prompt": "what is vsock"}))]:
-            t = time.perf_counter()
-            for _ in range(a.n):
-                call()
-            rate = a.n / (time.perf_counter() - t)
-            print(f"mcp round trips {name:<20} {rate:10,.0f} /s  (goal >= 2,000 on god)")
-        c.close()
+        deadline = time.monotonic() + 30
+        while not uds.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        direct(figures, str(uds), a.n)
         sdk_ping_rate(str(uds), a.n)
-
-        from hypothesis import HealthCheck, given, settings
-
-        from pytest_vmm.strategies.mcp import any_frames, is_oversize
-
-        frames: list[bytes] = []
-
-        @settings(max_examples=3000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        @given(any_frames())
-        def collect(f: bytes) -> None:
-            if not is_oversize(f):
-                frames.append(f)
-
-        collect()
-        sent = 0
-        t = time.perf_counter()
-        deadline = t + a.fuzz_seconds
-        while time.perf_counter() < deadline:
-            with connect(str(uds), 5000, timeout=30) as fc:
-                batch = frames[sent % len(frames):][:50]
-                marker = encode_frame({"jsonrpc": "2.0", "id": "bench-end", "method": "ping"})
-                fc.send_raw(b"".join(batch) + marker)
-                # Replies come in order: once the marker is answered, the batch was processed.
-                while json.loads(fc.recv_frame()).get("id") != "bench-end":
-                    pass
-                sent += len(batch)
-        rate = sent / (time.perf_counter() - t)
-        with connect(str(uds), 5000, timeout=30) as hc:
-            status = hc.health()["status"]
-        print(f"mcp fuzz frames                      {rate:10,.0f} /s  (goal >= 500), health afterwards: {status}")
+        through_bridge(figures, str(uds), a.n)
+        fuzz(figures, str(uds), a.fuzz_seconds)
     finally:
         god.terminate()
         god.wait(10)
@@ -102,7 +197,7 @@ def sdk_ping_rate(uds: str, n: int) -> None:
         return
 
     async def run() -> float:
-        async with vsock_client(uds, 5000) as (read, write), ClientSession(read, write) as session:
+        async with vsock_client(uds) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             t = time.perf_counter()
             for _ in range(n):

@@ -4,11 +4,16 @@ Framing (microkernelia, docs/microkernelia.md): u32 big-endian length + that man
 UTF-8 JSON; bodies above 1 MiB are refused by the guest (error reply, then close). The socket
 comes from :mod:`pytest_vmm.vsock` (hybrid Unix socket with ``CONNECT <port>``, or AF_VSOCK).
 
+Both protocol eras (MCP 2026-07-28 basic/versioning): a new client speaks the stateless
+revision, every request carrying its version and capabilities in ``_meta``; ``initialize()``
+switches the connection to a handshake (legacy) revision, 2025-11-25 by default.
+
 Command line, like the seed's mcp-cli (installed as ``vmm-mcp``)::
 
     python -m pytest_vmm.mcp initialize --uds /tmp/vm/vsock.sock --port 5000
     python -m pytest_vmm.mcp tools --uds PATH
     python -m pytest_vmm.mcp call infer '{"prompt": "hello"}' --uds PATH
+    python -m pytest_vmm.mcp bridge --uds PATH --stdio     # pytest_vmm.mcp_bridge
 """
 
 from __future__ import annotations
@@ -24,15 +29,37 @@ import sys
 import time
 from typing import Any, Self
 
+# The host's copies of guests/microkernelia/mcp_core's constants (tests/microkernelia/
+# test_constants_sync.py keeps them equal).
 MAX_FRAME = 1 << 20
 MCP_PORT = 5000
+# The newest handshake revision (what initialize() asks for) and the stateless one.
 PROTOCOL_VERSION = "2025-11-25"
+MODERN_VERSION = "2026-07-28"
+# 2026-07-28 basic/index "_meta": per-request protocol fields.
+META_PROTOCOL_VERSION = "io.modelcontextprotocol/protocolVersion"
+META_CLIENT_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
+CLIENT_INFO = {"name": "pytest-vmm", "version": "1"}
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+UNSUPPORTED_PROTOCOL_VERSION = -32022  # 2026-07-28 basic/index "Error Codes"
+
+
+def modern_meta(version: str = MODERN_VERSION) -> dict[str, Any]:
+    """The ``_meta`` a 2026-07-28 request carries (version, capabilities, identity)."""
+    return {META_PROTOCOL_VERSION: version, META_CLIENT_CAPABILITIES: {}, META_CLIENT_INFO: dict(CLIENT_INFO)}
+
+
+def with_meta(params: dict[str, Any] | None, version: str = MODERN_VERSION) -> dict[str, Any]:
+    """``params`` with the modern envelope added (any ``_meta`` keys already there are kept)."""
+    out = dict(params or {})
+    out["_meta"] = {**modern_meta(version), **out.get("_meta", {})}
+    return out
 
 
 class McpError(Exception):
@@ -80,8 +107,12 @@ class FrameReader:
 class McpClient:
     """JSON-RPC client over one connected socket (several clients may share a guest)."""
 
-    def __init__(self, sock: socket.socket, timeout: float = 30.0) -> None:
+    def __init__(self, sock: socket.socket, timeout: float = 30.0,
+                 protocol: str | None = MODERN_VERSION) -> None:
         self.sock = sock
+        # The stateless revision every request declares, or None once initialize() chose a
+        # handshake revision (then requests go bare, as that revision wants).
+        self.protocol = protocol
         self.timeout = timeout
         self.reader = FrameReader()
         self.pending: list[bytes] = []
@@ -141,6 +172,8 @@ class McpClient:
         """Send a request and return the whole reply (result or error)."""
         req_id = self.next_id()
         msg: dict[str, Any] = {"jsonrpc": "2.0", "id": req_id, "method": method}
+        if self.protocol is not None and method != "initialize":
+            params = with_meta(params, self.protocol)
         if params is not None:
             msg["params"] = params
         self.send_frame(msg)
@@ -163,6 +196,8 @@ class McpClient:
         self.send_frame(msg)
 
     def initialize(self, version: str = PROTOCOL_VERSION) -> dict[str, Any]:
+        """The legacy handshake: this connection speaks ``version``'s era from now on."""
+        self.protocol = None
         result = self.request("initialize", {
             "protocolVersion": version,
             "capabilities": {},
@@ -171,6 +206,10 @@ class McpClient:
         self.server_info = result
         self.notify("notifications/initialized")
         return result
+
+    def discover(self) -> dict[str, Any]:
+        """server/discover (2026-07-28): supported versions, capabilities, identity."""
+        return self.request("server/discover")  # type: ignore[no-any-return,unused-ignore]
 
     def ping(self) -> Any:
         return self.request("ping")
@@ -201,11 +240,12 @@ class McpClient:
         self.close()
 
 
-def connect(target: str | os.PathLike[str] | int, port: int = MCP_PORT, timeout: float = 10.0) -> McpClient:
+def connect(target: str | os.PathLike[str] | int, port: int = MCP_PORT, timeout: float = 10.0,
+            protocol: str | None = MODERN_VERSION) -> McpClient:
     """An MCP client on a new vsock connection (hybrid socket path, or CID for AF_VSOCK)."""
     from pytest_vmm import vsock
 
-    return McpClient(vsock.connect(target, port, timeout=timeout))
+    return McpClient(vsock.connect(target, port, timeout=timeout), timeout=max(timeout, 30.0), protocol=protocol)
 
 
 def machine_socket(machine: Any) -> str:
@@ -232,37 +272,51 @@ class McpChannel:
         return connect(self.socket_path, port or self.port, timeout or self.timeout)
 
 
-def connect_machine(machine: Any, port: int = MCP_PORT, timeout: float = 10.0) -> McpClient:
-    return connect(machine_socket(machine), port, timeout)
+def connect_machine(machine: Any, port: int = MCP_PORT, timeout: float = 10.0,
+                    protocol: str | None = MODERN_VERSION) -> McpClient:
+    return connect(machine_socket(machine), port, timeout, protocol)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pytest_vmm.mcp", description="MCP client over vsock")
-    ap.add_argument("command", choices=["initialize", "tools", "call", "ping"])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bridge"]:
+        from pytest_vmm import mcp_bridge
+
+        return mcp_bridge.main(argv[1:])
+    ap = argparse.ArgumentParser(prog="vmm-mcp", description="MCP client over vsock "
+                                 "(`vmm-mcp bridge --help`: serve a guest over stdio / Streamable HTTP)")
+    ap.add_argument("command", choices=["initialize", "discover", "tools", "call", "ping"])
     ap.add_argument("tool", nargs="?", help="tool name (call)")
     ap.add_argument("args", nargs="?", default="{}", help="tool arguments as JSON (call)")
     ap.add_argument("--uds", help="hybrid vsock Unix socket (Firecracker style)")
     ap.add_argument("--cid", type=int, help="guest CID (AF_VSOCK) instead of --uds")
     ap.add_argument("--port", type=int, default=MCP_PORT)
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--protocol", default=MODERN_VERSION,
+                    help=f"protocol revision: {MODERN_VERSION} (stateless, default) or a handshake "
+                         f"revision such as {PROTOCOL_VERSION} (initialize first)")
     a = ap.parse_args(argv)
     target: str | int | None = a.uds if a.uds else a.cid
     if target is None:
         ap.error("give --uds PATH or --cid N")
-    with connect(target, a.port, a.timeout) as client:
+    stateless = a.protocol == MODERN_VERSION
+    with connect(target, a.port, a.timeout, protocol=a.protocol if stateless else None) as client:
         try:
             if a.command == "initialize":
-                out: Any = client.initialize()
-            elif a.command == "ping":
-                out = client.ping()
-            elif a.command == "tools":
-                client.initialize()
-                out = client.list_tools()
+                out: Any = client.initialize(PROTOCOL_VERSION if stateless else a.protocol)
             else:
-                if not a.tool:
-                    ap.error("call needs a tool name")
-                client.initialize()
-                out = client.call_tool(a.tool, json.loads(a.args))
+                if not stateless:
+                    client.initialize(a.protocol)
+                if a.command == "discover":
+                    out = client.discover()
+                elif a.command == "ping":
+                    out = client.ping()
+                elif a.command == "tools":
+                    out = client.list_tools()
+                else:
+                    if not a.tool:
+                        ap.error("call needs a tool name")
+                    out = client.call_tool(a.tool, json.loads(a.args))
         except McpError as e:
             print(json.dumps(e.reply or {"error": str(e)}, indent=2))
             return 1

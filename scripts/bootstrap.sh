@@ -69,3 +69,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q "${editable[@]}"
   echo "$want" > "$stamp"
 fi
+
+# The MCP suites' pinned npm tools (tools/mcp-conformance: the official conformance tool and
+# TypeScript SDK), installed from the committed lockfile when node is here; the suites skip
+# with the reason otherwise. Reinstalled only when the lockfile changed.
+if command -v npm >/dev/null 2>&1; then
+  npm_dir=tools/mcp-conformance
+  npm_want=$(sha256sum < "$npm_dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$npm_dir/node_modules/.pytest-vmm-installed" 2>/dev/null)" != "$npm_want" ]; then
+    if (cd "$npm_dir" && npm ci --no-audit --no-fund --loglevel=error); then
+      echo "$npm_want" > "$npm_dir/node_modules/.pytest-vmm-installed"
+    else
+      echo "bootstrap: npm ci in $npm_dir failed: the MCP conformance and TypeScript client checks will skip" >&2
+    fi
+  fi
+fi

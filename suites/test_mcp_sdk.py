@@ -86,3 +86,19 @@ def test_sdk_raises_protocol_errors(shared_machine: Machine) -> None:
 
     code = with_session(shared_machine, body)
     assert code == INVALID_PARAMS, f"unknown tool through the SDK: expected {INVALID_PARAMS}, observed {code}"
+
+
+def test_sdk_speaks_2026_statelessly(shared_machine: Machine) -> None:
+    """MCP 2026-07-28 through the SDK: server/discover adopts the stateless revision (no
+    initialize), then every request carries _meta and every result validates in the SDK's
+    2026-07-28 models (resultType, cache hints)."""
+    async def main() -> tuple[Any, Any, Any]:
+        with anyio.fail_after(120):
+            async with machine_client(shared_machine) as (read, write), ClientSession(read, write) as session:
+                found = await session.discover()
+                return found, await session.list_tools(), await session.call_tool("health", {})
+
+    found, tools, health = anyio.run(main)
+    assert "2026-07-28" in found.supported_versions, found
+    assert {t.name for t in tools.tools} >= {"infer", "health"}, tools
+    assert health.is_error is False and health.structured_content["status"] == "ok", health

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REGISTRY = Path("/usr/share/cargo/registry")
-MCP_PORT = 5000
+
+
+def mcp_port() -> int:
+    """The port the kernel listens on, as mcp_core defines it (image.json reports it)."""
+    src = (HERE / "mcp_core" / "src" / "lib.rs").read_text()
+    m = re.search(r"^pub const MCP_PORT: u32 = (\d+);", src, re.M)
+    if m is None:
+        raise SystemExit("build.py: no `pub const MCP_PORT: u32` in mcp_core/src/lib.rs")
+    return int(m.group(1))
 
 
 def main() -> int:
@@ -53,7 +62,7 @@ def main() -> int:
     (out / "image.json").write_text(json.dumps({
         "kernel": "microkernelia.elf",
         "disk": "model.img",
-        "mcp_port": MCP_PORT,
+        "mcp_port": mcp_port(),
         "model": "model.kv",
     }, indent=2) + "\n")
     shutil.rmtree(target_dir, ignore_errors=True) if args.target_dir is None else None

@@ -11,6 +11,7 @@ small ring-0 stubs).
 from __future__ import annotations
 
 from pytest_vmm.host import HostInfo
+from pytest_vmm.mcp import MCP_PORT as MCP_PORT  # one definition (the guest's is checked against it)
 from pytest_vmm.stack import BootSpec, BuiltImage, Disk, Stack, VsockSpec
 from pytest_vmm.stacks._common import (
     COMMON_FAIL_PATTERNS,
@@ -21,7 +22,6 @@ from pytest_vmm.stacks._common import (
 )
 
 READY = rb"microkernelia: mcp ready"
-MCP_PORT = 5000
 
 
 def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:

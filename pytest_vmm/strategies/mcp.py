@@ -15,11 +15,13 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from pytest_vmm.mcp import MAX_FRAME, encode_frame
+from pytest_vmm.mcp import MAX_FRAME, MODERN_VERSION, encode_frame, with_meta
 
 TOOLS = ("infer", "health", "metadata", "load_model", "logs")
-METHODS = ("initialize", "ping", "tools/list", "tools/call", "notifications/initialized",
+METHODS = ("initialize", "ping", "tools/list", "tools/call", "server/discover", "notifications/initialized",
            "notifications/cancelled", "resources/list", "prompts/list", "no/such/method")
+# Protocol versions a request may declare: the stateless one, handshake ones, unknown ones.
+VERSIONS = (MODERN_VERSION, "2025-11-25", "2025-06-18", "2024-11-05", "1999-01-01", "2026-13-01")
 
 ids = st.one_of(st.integers(min_value=-(2**53), max_value=2**53), st.text(max_size=20))
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64),
@@ -44,11 +46,17 @@ def tool_arguments(name: str) -> st.SearchStrategy[dict[str, Any]]:
 
 @st.composite
 def valid_requests(draw: st.DrawFn) -> dict[str, Any]:
-    """A well-formed JSON-RPC request or notification the server understands."""
-    kind = draw(st.sampled_from(["initialize", "ping", "tools/list", "tools/call", "notification"]))
+    """A well-formed JSON-RPC request or notification, in either era: bare (2025-11-25 and
+    older, after or before an initialize) or with the 2026-07-28 per-request ``_meta``."""
+    kind = draw(st.sampled_from(["initialize", "ping", "tools/list", "tools/call", "server/discover",
+                                 "notification", "cancel", "resources/list"]))
+    modern = draw(st.booleans())
     req_id = draw(ids)
-    if kind == "notification":
-        return {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    if kind in ("notification", "cancel"):
+        note: dict[str, Any] = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        if kind == "cancel":
+            note = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": req_id}}
+        return note
     msg: dict[str, Any] = {"jsonrpc": "2.0", "id": req_id, "method": kind}
     if kind == "initialize":
         msg["params"] = {"protocolVersion": draw(st.sampled_from(["2025-11-25", "2025-06-18", "2024-11-05", "1999-01-01"])),
@@ -56,6 +64,10 @@ def valid_requests(draw: st.DrawFn) -> dict[str, Any]:
     elif kind == "tools/call":
         name = draw(st.sampled_from(TOOLS))
         msg["params"] = {"name": name, "arguments": draw(tool_arguments(name))}
+    if modern:
+        msg["params"] = with_meta(msg.get("params"), draw(st.sampled_from(VERSIONS)))
+        if draw(st.integers(0, 9)) == 0:  # now and then, a required envelope field missing
+            del msg["params"]["_meta"][draw(st.sampled_from(sorted(msg["params"]["_meta"])))]
     return msg
 
 
@@ -134,6 +146,7 @@ def frame_sequences(max_size: int = 8) -> st.SearchStrategy[list[bytes]]:
 __all__ = [
     "METHODS",
     "TOOLS",
+    "VERSIONS",
     "any_frames",
     "frame_sequences",
     "hostile_frames",

@@ -58,12 +58,9 @@ impl Blk {
     }
 }
 
-impl ai_runtime::BlockRead for Blk {
-    fn sectors(&self) -> u64 {
-        self.capacity
-    }
-
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), String> {
+impl Blk {
+    /// Read `buf.len() / 512` sectors from `sector` (whole sectors, within the capacity).
+    pub fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), String> {
         if buf.len() % 512 != 0 {
             return Err("read length is not a multiple of 512".into());
         }

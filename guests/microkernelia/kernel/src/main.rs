@@ -25,8 +25,7 @@ use logging::serial_println;
 global_asm!(include_str!("boot.S"), options(att_syntax, raw));
 global_asm!(include_str!("mem.S"), options(att_syntax, raw));
 
-/// vsock port the MCP server listens on.
-pub const MCP_PORT: u32 = 5000;
+use mcp_core::MCP_PORT;
 
 /// RAM the agent's tests may scribble on (suites/test_mmio.py writes at 4 MiB, "free RAM above
 /// the guest's image"): the heap starts above it.
@@ -101,7 +100,7 @@ pub extern "C" fn kmain(start_info: u64) -> ! {
             serial_println!("microkernelia: no virtio-vsock device: MCP unavailable (agent only)");
             if let Some(mut b) = blk {
                 // Still prove the disk path works: load the model once and log it.
-                match ai_runtime::load_model(&mut b, mcp_core::DEFAULT_MODEL_PATH) {
+                match ai_runtime::load_model(&mut mcpd::ModelDisk(&mut b), mcp_core::DEFAULT_MODEL_PATH) {
                     Ok(m) => serial_println!("microkernelia: model {} loaded ({} rows)", m.name, m.rows.len()),
                     Err(e) => serial_println!("microkernelia: load_model failed: {}", e),
                 }

@@ -23,10 +23,25 @@ struct Conn {
     unacked: usize,
     /// Close once the output is flushed (oversize frame, or the peer's EOF).
     close_after_flush: bool,
+    /// An oversize header was refused: its error reply goes out after the replies to the
+    /// frames before it (responses stay in request order).
+    refused: Option<u32>,
+}
+
+/// The model disk as ai_runtime reads it (drivers_virtio knows nothing of ai_runtime).
+pub struct ModelDisk<'a>(pub &'a mut Blk);
+
+impl BlockRead for ModelDisk<'_> {
+    fn sectors(&self) -> u64 {
+        self.0.capacity
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.0.read_sectors(sector, buf)
+    }
 }
 
 struct KernelPlatform<'a> {
-    blk: Option<&'a mut Blk>,
+    disk: Option<ModelDisk<'a>>,
     connections: usize,
     cid: u64,
 }
@@ -39,8 +54,8 @@ impl Platform for KernelPlatform<'_> {
         crate::heap::stats()
     }
     fn disk(&mut self) -> Option<&mut dyn BlockRead> {
-        match self.blk.as_mut() {
-            Some(b) => Some(&mut **b as &mut dyn BlockRead),
+        match self.disk.as_mut() {
+            Some(d) => Some(d as &mut dyn BlockRead),
             None => None,
         }
     }
@@ -48,7 +63,7 @@ impl Platform for KernelPlatform<'_> {
         self.connections
     }
     fn transport(&self) -> String {
-        format!("virtio-vsock cid {} port {}", self.cid, crate::MCP_PORT)
+        format!("virtio-vsock cid {} port {}", self.cid, mcp_core::MCP_PORT)
     }
 }
 
@@ -90,11 +105,12 @@ impl Task for McpServer {
                 } else {
                     conns.push(Conn {
                         key: k,
-                        decoder: FrameDecoder::new(),
+                        decoder: FrameDecoder::new(mcp_core::MAX_FRAME),
                         session: Session::default(),
                         tx: TxBuffer::new(),
                         unacked: 0,
                         close_after_flush: false,
+                        refused: None,
                     });
                 }
             }
@@ -105,7 +121,7 @@ impl Task for McpServer {
                         if !c.close_after_flush {
                             serial_println!("microkernelia: conn {}: frame length {} refused", k.peer_port, len);
                             c.close_after_flush = true;
-                            c.tx.push_frame(&server.frame_too_large(len));
+                            c.refused = Some(len);
                         }
                     }
                 }
@@ -126,12 +142,22 @@ impl Task for McpServer {
         let cid = vsock.guest_cid;
         for c in conns.iter_mut() {
             // Answer complete frames, in order, unless the peer is not reading.
+            let mut drained = false;
             while c.tx.len() < TX_HIGH {
-                let Some(frame) = c.decoder.next_frame() else { break };
+                let Some(frame) = c.decoder.next_frame() else {
+                    drained = true;
+                    break;
+                };
                 busy = true;
-                let mut plat = KernelPlatform { blk: blk.as_mut(), connections: open, cid };
+                let mut plat = KernelPlatform { disk: blk.as_mut().map(ModelDisk), connections: open, cid };
                 if let Some(reply) = server.handle_frame(&mut plat, &mut c.session, &frame) {
                     c.tx.push_frame(&reply);
+                }
+            }
+            if drained {
+                if let Some(len) = c.refused.take() {
+                    c.tx.push_frame(&server.frame_too_large(len));
+                    busy = true;
                 }
             }
             if c.unacked > 0 && c.tx.len() < TX_HIGH {
@@ -148,7 +174,7 @@ impl Task for McpServer {
                 }
                 busy = true;
             }
-            if c.close_after_flush && c.tx.is_empty() && vsock.is_open(&c.key) {
+            if c.close_after_flush && c.refused.is_none() && c.tx.is_empty() && vsock.is_open(&c.key) {
                 vsock.close(&c.key, now);
             }
         }

@@ -1,4 +1,7 @@
-//! MCP server core: JSON-RPC 2.0 dispatch and the tools (MCP spec 2025-11-25).
+//! MCP server core: JSON-RPC 2.0 dispatch and the tools, for a dual-era server (MCP spec
+//! 2026-07-28, basic/versioning "Backward Compatibility": a request carrying the modern
+//! per-request `_meta` is served statelessly; an `initialize` selects a legacy revision,
+//! 2025-11-25 or older, for the rest of the connection).
 //!
 //! Transport-agnostic: `Server::handle_frame` takes one frame body and returns the reply body
 //! (or nothing for a notification). The kernel owns the platform (clock, heap, block device)
@@ -13,20 +16,41 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use ai_runtime::{BlockRead, Model};
-use mcp_vsock_transport::MAX_FRAME;
 use serde_json::{json, Map, Value};
 
 pub const SERVER_NAME: &str = "microkernelia";
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Newest first: the first one is what we answer with when the client's is unknown.
-pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// vsock port the MCP server listens on (pytest_vmm/mcp.py has the host's copy; a test keeps
+/// the two equal).
+pub const MCP_PORT: u32 = 5000;
+/// Largest frame body either way: 1 MiB (the transport's decoder is built with it).
+pub const MAX_FRAME: usize = 1 << 20;
+/// Revisions served statelessly from per-request `_meta` (no handshake).
+pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
+/// Revisions negotiated with `initialize`, newest first: the first is the answer to an
+/// `initialize` naming a version we do not negotiate that way.
+pub const LEGACY_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// Every revision served, newest first (`UnsupportedProtocolVersionError.data.supported`,
+/// `server/discover`'s `supportedVersions`).
+pub const PROTOCOL_VERSIONS: &[&str] = &["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 pub const DEFAULT_MODEL_PATH: &str = "model.kv";
+
+/// `_meta` keys of the 2026-07-28 per-request protocol fields (basic/index, "_meta").
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// How long a client may cache tools/list and server/discover (2026-07-28 CacheableResult):
+/// the tool set is fixed at build time, but a new image may change it.
+pub const LIST_TTL_MS: u64 = 60_000;
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
+/// 2026-07-28 basic/index "Error Codes".
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// What the kernel provides to the tools.
 pub trait Platform {
@@ -41,7 +65,8 @@ pub trait Platform {
     fn transport(&self) -> String;
 }
 
-/// Per-connection MCP state.
+/// Per-connection MCP state of a legacy (initialize) client; modern requests never read or
+/// write it.
 #[derive(Default, Debug)]
 pub struct Session {
     pub protocol_version: Option<String>,
@@ -70,10 +95,44 @@ fn to_bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_else(|_| b"{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,\"message\":\"Internal error\"}}".to_vec())
 }
 
-/// Why a request failed: a JSON-RPC error, or a tool error (isError result).
+/// Why a request failed: a JSON-RPC error, an unsupported per-request protocol version (the
+/// version asked for), or a tool error (isError result).
 enum Failure {
     Rpc(i64, String),
+    Unsupported(Value),
     Tool(String),
+}
+
+/// Methods this server answers in some era (anything else is -32601 in every era).
+const KNOWN_METHODS: &[&str] = &["initialize", "ping", "tools/list", "tools/call", "server/discover"];
+const INSTRUCTIONS: &str = "Call load_model, then infer with a prompt. health, metadata and logs describe the kernel.";
+
+fn server_info() -> Value {
+    json!({ "name": SERVER_NAME, "title": "microkernelia MCP unikernel", "version": SERVER_VERSION })
+}
+
+/// The protocol version a request declares in its 2026-07-28 `_meta`: `None` for a legacy
+/// request (no such key, or a revision that is negotiated with initialize), `Some(Ok)` for a
+/// modern revision we serve, `Some(Err(requested))` for anything else.
+fn modern_version(params: &Map<String, Value>) -> Option<Result<&str, Value>> {
+    let declared = params.get("_meta")?.as_object()?.get(META_PROTOCOL_VERSION)?;
+    match declared.as_str() {
+        Some(v) if MODERN_VERSIONS.contains(&v) => Some(Ok(v)),
+        Some(v) if LEGACY_VERSIONS.contains(&v) => None,
+        _ => Some(Err(declared.clone())),
+    }
+}
+
+/// Every 2026-07-28 result carries `resultType` (basic/index "ResultType") and, as servers
+/// SHOULD, identifies the server in its `_meta`.
+fn stamp_modern(result: &mut Value) {
+    if let Value::Object(r) = result {
+        r.insert("resultType".to_owned(), json!("complete"));
+        let meta = r.entry("_meta").or_insert_with(|| json!({}));
+        if let Value::Object(m) = meta {
+            m.insert(META_SERVER_INFO.to_owned(), json!({ "name": SERVER_NAME, "version": SERVER_VERSION }));
+        }
+    }
 }
 
 fn rpc(code: i64, msg: impl Into<String>) -> Failure {
@@ -140,6 +199,20 @@ pub fn tool_list() -> Value {
                 },
                 "additionalProperties": false
             }
+        },
+        // The fixtures the official conformance tool (@modelcontextprotocol/conformance)
+        // calls by name for its tools-call-simple-text and tools-call-error scenarios.
+        {
+            "name": "test_simple_text",
+            "title": "Conformance: simple text",
+            "description": "Conformance fixture: returns one text content block.",
+            "inputSchema": { "type": "object", "properties": {}, "additionalProperties": false }
+        },
+        {
+            "name": "test_error_handling",
+            "title": "Conformance: tool error",
+            "description": "Conformance fixture: always fails as a tool (isError), never as the protocol.",
+            "inputSchema": { "type": "object", "properties": {}, "additionalProperties": false }
         }
     ])
 }
@@ -216,7 +289,7 @@ impl Server {
             Value::Array(_) => {
                 self.errors += 1;
                 return Some(error_body(&Value::Null, INVALID_REQUEST,
-                                       "Invalid Request: batches are not supported (MCP 2025-11-25)", None));
+                                       "Invalid Request: batches are not supported (MCP 2025-06-18 and later)", None));
             }
             _ => {
                 self.errors += 1;
@@ -251,41 +324,139 @@ impl Server {
         let params = match obj.get("params") {
             None | Some(Value::Null) => &empty,
             Some(Value::Object(p)) => p,
-            Some(_) => {
+            // A structured value (JSON-RPC 2.0 section 4.2), but MCP's params are objects: a
+            // notification with it is still a notification (never answered).
+            Some(Value::Array(_)) => {
                 if id.is_none() {
                     return None;
                 }
                 self.errors += 1;
                 return Some(error_body(&reply_id, INVALID_PARAMS, "Invalid params: params must be an object", None));
             }
+            // Not a structured value: not a Request object at all, answered even without an id.
+            Some(_) => {
+                self.errors += 1;
+                return Some(error_body(&reply_id, INVALID_REQUEST, "Invalid Request: params must be an object or an array", None));
+            }
         };
         if id.is_none() {
             // Notification: never answered, whatever it is.
             self.notifications += 1;
-            if method == "notifications/initialized" {
+            if method == "notifications/initialized" && modern_version(params).is_none() {
                 session.initialized = true;
             }
             return None;
         }
         self.requests += 1;
-        match self.dispatch(plat, session, &method, params) {
-            Ok(result) => Some(json!({ "jsonrpc": "2.0", "id": reply_id, "result": result })),
+        let outcome = match modern_version(params) {
+            Some(version) => self.modern(plat, version, &method, params),
+            None => self.dispatch(plat, session, &method, params),
+        };
+        let modern = matches!(modern_version(params), Some(Ok(_)));
+        match outcome {
+            Ok(mut result) => {
+                if modern {
+                    stamp_modern(&mut result);
+                }
+                Some(json!({ "jsonrpc": "2.0", "id": reply_id, "result": result }))
+            }
             Err(Failure::Rpc(code, message)) => {
                 self.errors += 1;
                 Some(error_body(&reply_id, code, &message, None))
             }
+            Err(Failure::Unsupported(requested)) => {
+                self.errors += 1;
+                Some(error_body(&reply_id, UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version",
+                                Some(json!({ "supported": PROTOCOL_VERSIONS, "requested": requested }))))
+            }
             Err(Failure::Tool(message)) => {
                 self.errors += 1;
-                Some(json!({ "jsonrpc": "2.0", "id": reply_id, "result": {
-                    "content": [{ "type": "text", "text": message }],
-                    "isError": true,
-                }}))
+                let mut result = json!({ "content": [{ "type": "text", "text": message }], "isError": true });
+                if modern {
+                    stamp_modern(&mut result);
+                }
+                Some(json!({ "jsonrpc": "2.0", "id": reply_id, "result": result }))
             }
         }
     }
 
+    /// A request carrying the 2026-07-28 envelope: served from the request alone
+    /// (basic/index "Statelessness"), the connection's Session is not consulted.
+    fn modern(&mut self, plat: &mut dyn Platform, version: Result<&str, Value>, method: &str,
+              params: &Map<String, Value>) -> Result<Value, Failure> {
+        let version = version.map_err(Failure::Unsupported)?;
+        debug_assert!(MODERN_VERSIONS.contains(&version));
+        let meta = params.get("_meta").and_then(Value::as_object).ok_or_else(|| rpc(INVALID_PARAMS, "Invalid params"))?;
+        // basic/index "_meta": clientCapabilities is required; a request without it is malformed.
+        match meta.get(META_CLIENT_CAPABILITIES) {
+            Some(Value::Object(_)) => {}
+            Some(_) => return Err(rpc(INVALID_PARAMS, format!("Invalid params: _meta {META_CLIENT_CAPABILITIES} must be an object"))),
+            None => return Err(rpc(INVALID_PARAMS, format!("Invalid params: _meta {META_CLIENT_CAPABILITIES} is required"))),
+        }
+        match meta.get(META_CLIENT_INFO) {
+            None | Some(Value::Object(_)) => {}
+            Some(_) => return Err(rpc(INVALID_PARAMS, format!("Invalid params: _meta {META_CLIENT_INFO} must be an object"))),
+        }
+        match method {
+            "server/discover" => Ok(json!({
+                "supportedVersions": PROTOCOL_VERSIONS,
+                "capabilities": { "tools": {} },
+                "serverInfo": server_info(),
+                "instructions": INSTRUCTIONS,
+                "ttlMs": LIST_TTL_MS,
+                "cacheScope": "public",
+            })),
+            "tools/list" => {
+                let mut r = self.tools_list(params)?;
+                r["ttlMs"] = json!(LIST_TTL_MS);
+                r["cacheScope"] = json!("public");
+                Ok(r)
+            }
+            "tools/call" => self.tools_call(plat, params),
+            // initialize, notifications/initialized and ping are gone in 2026-07-28 (changelog 2, 5).
+            _ => Err(rpc(METHOD_NOT_FOUND, format!("Method not found: {} (protocol {version})", truncate(method, 64)))),
+        }
+    }
+
+    fn tools_list(&self, params: &Map<String, Value>) -> Result<Value, Failure> {
+        match params.get("cursor") {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(_) => return Err(rpc(INVALID_PARAMS, "Invalid params: cursor must be a string")),
+        }
+        Ok(json!({ "tools": tool_list() }))
+    }
+
+    fn tools_call(&mut self, plat: &mut dyn Platform, params: &Map<String, Value>) -> Result<Value, Failure> {
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| rpc(INVALID_PARAMS, "Invalid params: name (string) is required"))?;
+        let empty = Map::new();
+        let args = match params.get("arguments") {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(a)) => a,
+            Some(_) => return Err(rpc(INVALID_PARAMS, "Invalid params: arguments must be an object")),
+        };
+        self.tool_calls += 1;
+        self.call_tool(plat, name, args)
+    }
+
+    /// A request without the modern envelope: the legacy lifecycle (2025-11-25
+    /// basic/lifecycle), negotiated per connection by `initialize`.
     fn dispatch(&mut self, plat: &mut dyn Platform, session: &mut Session, method: &str,
                 params: &Map<String, Value>) -> Result<Value, Failure> {
+        if !KNOWN_METHODS.contains(&method) {
+            return Err(rpc(METHOD_NOT_FOUND, format!("Method not found: {}", truncate(method, 64))));
+        }
+        // Before initialize only ping is expected of a legacy client (2025-11-25
+        // basic/lifecycle "Initialization"); anything else lacks both eras' context: no
+        // negotiated version and no per-request _meta (2026-07-28 basic/index: a request
+        // missing the required fields is malformed, -32602).
+        if session.protocol_version.is_none() && method != "initialize" && method != "ping" {
+            return Err(rpc(INVALID_PARAMS, format!(
+                "Invalid params: {method} before initialize and without _meta {META_PROTOCOL_VERSION}: \
+                 initialize first (2025-11-25) or send the per-request _meta (2026-07-28)")));
+        }
         match method {
             "initialize" => {
                 let requested = params
@@ -296,7 +467,9 @@ impl Server {
                     None | Some(Value::Object(_)) => {}
                     Some(_) => return Err(rpc(INVALID_PARAMS, "Invalid params: capabilities must be an object")),
                 }
-                let version = if PROTOCOL_VERSIONS.contains(&requested) { requested } else { PROTOCOL_VERSIONS[0] };
+                // The handshake only ever negotiates a legacy revision: 2026-07-28 has no
+                // initialize, so a client asking for it gets our newest legacy one.
+                let version = if LEGACY_VERSIONS.contains(&requested) { requested } else { LEGACY_VERSIONS[0] };
                 session.protocol_version = Some(version.to_string());
                 session.client_name = params
                     .get("clientInfo")
@@ -306,41 +479,16 @@ impl Server {
                 Ok(json!({
                     "protocolVersion": version,
                     "capabilities": { "tools": { "listChanged": false } },
-                    "serverInfo": {
-                        "name": SERVER_NAME,
-                        "title": "microkernelia MCP unikernel",
-                        "version": SERVER_VERSION,
-                    },
-                    "instructions": "Call load_model, then infer with a prompt. health, metadata and logs describe the kernel.",
+                    "serverInfo": server_info(),
+                    "instructions": INSTRUCTIONS,
                 }))
             }
             "ping" => Ok(json!({})),
-            "notifications/initialized" => {
-                session.initialized = true;
-                Ok(json!({}))
-            }
-            "tools/list" => {
-                match params.get("cursor") {
-                    None | Some(Value::Null) | Some(Value::String(_)) => {}
-                    Some(_) => return Err(rpc(INVALID_PARAMS, "Invalid params: cursor must be a string")),
-                }
-                Ok(json!({ "tools": tool_list() }))
-            }
-            "tools/call" => {
-                let name = params
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| rpc(INVALID_PARAMS, "Invalid params: name (string) is required"))?;
-                let empty = Map::new();
-                let args = match params.get("arguments") {
-                    None | Some(Value::Null) => &empty,
-                    Some(Value::Object(a)) => a,
-                    Some(_) => return Err(rpc(INVALID_PARAMS, "Invalid params: arguments must be an object")),
-                };
-                self.tool_calls += 1;
-                self.call_tool(plat, name, args)
-            }
-            _ => Err(rpc(METHOD_NOT_FOUND, format!("Method not found: {}", truncate(method, 64)))),
+            "tools/list" => self.tools_list(params),
+            "tools/call" => self.tools_call(plat, params),
+            // server/discover exists only in 2026-07-28, where _meta is required.
+            _ => Err(rpc(INVALID_PARAMS, format!(
+                "Invalid params: {method} needs _meta {META_PROTOCOL_VERSION} (protocol 2026-07-28)"))),
         }
     }
 
@@ -427,6 +575,14 @@ impl Server {
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let s = json!({ "start": start, "next": start + n as u64, "text": text });
                 Ok(tool_result(text, s))
+            }
+            "test_simple_text" => {
+                check_args(args, &[])?;
+                Ok(json!({ "content": [{ "type": "text", "text": "This is a simple text response for testing." }], "isError": false }))
+            }
+            "test_error_handling" => {
+                check_args(args, &[])?;
+                Err(tool_err("This tool always fails: a tool error is an isError result (server/tools \"Error Handling\")"))
             }
             other => Err(rpc(INVALID_PARAMS, format!("Unknown tool: {}", truncate(other, 64)))),
         }

@@ -22,6 +22,17 @@ fn setup() -> (Server, FakePlatform, Session) {
     (Server::new(), FakePlatform { disk: Some(disk) }, Session::default())
 }
 
+/// A session after a 2025-11-25 initialize.
+fn setup_legacy() -> (Server, FakePlatform, Session) {
+    let (mut s, mut p, mut sess) = setup();
+    call(&mut s, &mut p, &mut sess,
+         r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}"#).unwrap();
+    (s, p, sess)
+}
+
+/// The 2026-07-28 per-request envelope (basic/index "_meta").
+const META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+
 fn call(s: &mut Server, p: &mut FakePlatform, sess: &mut Session, req: &str) -> Option<Value> {
     s.handle_frame(p, sess, req.as_bytes()).map(|b| serde_json::from_slice(&b).unwrap())
 }
@@ -45,7 +56,11 @@ fn initialize_negotiates_the_version() {
     assert_eq!(r["id"], "a");
     let r = call(&mut s, &mut p, &mut sess,
         r#"{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"1999-01-01"}}"#).unwrap();
-    assert_eq!(r["result"]["protocolVersion"], PROTOCOL_VERSIONS[0]);
+    assert_eq!(r["result"]["protocolVersion"], LEGACY_VERSIONS[0]);
+    // initialize never negotiates a stateless revision: its answer is the newest legacy one.
+    let r = call(&mut s, &mut p, &mut sess,
+        r#"{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2026-07-28"}}"#).unwrap();
+    assert_eq!(r["result"]["protocolVersion"], "2025-11-25");
     let r = call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{}}"#).unwrap();
     assert_eq!(code(&r), INVALID_PARAMS);
     assert!(call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).is_none());
@@ -54,13 +69,13 @@ fn initialize_negotiates_the_version() {
 
 #[test]
 fn ping_and_tools_list() {
-    let (mut s, mut p, mut sess) = setup();
+    let (mut s, mut p, mut sess) = setup_legacy();
     let r = call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#).unwrap();
     assert_eq!(r, json!({"jsonrpc":"2.0","id":7,"result":{}}));
     let r = call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","id":8,"method":"tools/list","params":{}}"#).unwrap();
     let tools = r["result"]["tools"].as_array().unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["infer", "health", "metadata", "load_model", "logs"]);
+    assert_eq!(names, ["infer", "health", "metadata", "load_model", "logs", "test_simple_text", "test_error_handling"]);
     for t in tools {
         assert_eq!(t["inputSchema"]["type"], "object");
     }
@@ -68,7 +83,7 @@ fn ping_and_tools_list() {
 
 #[test]
 fn every_error_code() {
-    let (mut s, mut p, mut sess) = setup();
+    let (mut s, mut p, mut sess) = setup_legacy();
     let cases: &[(&[u8], i64)] = &[
         (b"{not json", PARSE_ERROR),
         (b"", PARSE_ERROR),
@@ -119,16 +134,20 @@ fn notifications_get_no_reply_even_when_bad() {
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
         r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
         r#"{"jsonrpc":"2.0","method":"no/such"}"#,
-        r#"{"jsonrpc":"2.0","method":"ping","params":7}"#,
+        r#"{"jsonrpc":"2.0","method":"ping","params":[7]}"#,
         r#"{"jsonrpc":"2.0","id":4,"result":{}}"#,
     ] {
         assert!(call(&mut s, &mut p, &mut sess, n).is_none(), "{n} was answered");
     }
+    // Scalar params make it no Request object, so no notification either: -32600, id null.
+    let r = call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","method":"ping","params":7}"#).unwrap();
+    assert_eq!(code(&r), INVALID_REQUEST);
+    assert!(r["id"].is_null());
 }
 
 #[test]
 fn tools_work_and_failures_are_is_error() {
-    let (mut s, mut p, mut sess) = setup();
+    let (mut s, mut p, mut sess) = setup_legacy();
     let c = |s: &mut Server, p: &mut FakePlatform, sess: &mut Session, name: &str, args: &str| {
         call(s, p, sess, &std::format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{args}}}}}"#)).unwrap()
     };
@@ -170,4 +189,69 @@ fn frame_too_large_reply() {
     assert_eq!(code(&r), INVALID_REQUEST);
     assert_eq!(r["error"]["data"]["length"], u32::MAX);
     assert!(r["id"].is_null());
+}
+
+#[test]
+fn requests_before_initialize_need_the_modern_envelope() {
+    let (mut s, mut p, mut sess) = setup();
+    let r = call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
+    assert_eq!(code(&r), INVALID_PARAMS, "{r}");
+    // ping is allowed before initialize; unknown methods are unknown in every era.
+    let r = call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#).unwrap();
+    assert_eq!(r["result"], json!({}));
+    let r = call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","id":3,"method":"nope"}"#).unwrap();
+    assert_eq!(code(&r), METHOD_NOT_FOUND);
+    assert!(sess.protocol_version.is_none());
+}
+
+#[test]
+fn modern_requests_are_served_statelessly() {
+    let (mut s, mut p, mut sess) = setup();
+    let r = call(&mut s, &mut p, &mut sess, &std::format!(r#"{{"jsonrpc":"2.0","id":"d","method":"server/discover","params":{{{META}}}}}"#)).unwrap();
+    assert_eq!(r["result"]["resultType"], "complete");
+    assert_eq!(r["result"]["supportedVersions"], json!(PROTOCOL_VERSIONS));
+    assert_eq!(r["result"]["serverInfo"]["name"], "microkernelia");
+    assert!(r["result"]["capabilities"]["tools"].is_object());
+    let r = call(&mut s, &mut p, &mut sess, &std::format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{META}}}}}"#)).unwrap();
+    assert_eq!(r["result"]["resultType"], "complete");
+    assert_eq!(r["result"]["tools"].as_array().unwrap().len(), 7);
+    assert_eq!(r["result"]["cacheScope"], "public");
+    assert_eq!(r["result"]["_meta"][META_SERVER_INFO]["name"], "microkernelia");
+    let r = call(&mut s, &mut p, &mut sess, &std::format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"health","arguments":{{}},{META}}}}}"#)).unwrap();
+    assert_eq!(r["result"]["structuredContent"]["status"], "ok", "{r}");
+    let r = call(&mut s, &mut p, &mut sess, &std::format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"infer","arguments":{{}},{META}}}}}"#)).unwrap();
+    assert_eq!(r["result"]["isError"], true);
+    assert_eq!(r["result"]["resultType"], "complete");
+    // Nothing of the connection changed: a legacy request still needs initialize.
+    assert!(sess.protocol_version.is_none());
+    // ping and initialize are gone from 2026-07-28.
+    for m in ["ping", "initialize"] {
+        let r = call(&mut s, &mut p, &mut sess, &std::format!(r#"{{"jsonrpc":"2.0","id":4,"method":"{m}","params":{{{META}}}}}"#)).unwrap();
+        assert_eq!(code(&r), METHOD_NOT_FOUND, "{m}: {r}");
+    }
+}
+
+#[test]
+fn modern_envelope_errors() {
+    let (mut s, mut p, mut sess) = setup();
+    let r = call(&mut s, &mut p, &mut sess,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"1900-01-01","io.modelcontextprotocol/clientCapabilities":{}}}}"#).unwrap();
+    assert_eq!(code(&r), UNSUPPORTED_PROTOCOL_VERSION);
+    assert_eq!(r["error"]["data"]["requested"], "1900-01-01");
+    assert_eq!(r["error"]["data"]["supported"], json!(PROTOCOL_VERSIONS));
+    let r = call(&mut s, &mut p, &mut sess,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).unwrap();
+    assert_eq!(code(&r), INVALID_PARAMS, "clientCapabilities is required: {r}");
+    let r = call(&mut s, &mut p, &mut sess,
+        r#"{"jsonrpc":"2.0","id":3,"method":"server/discover"}"#).unwrap();
+    assert_eq!(code(&r), INVALID_PARAMS, "server/discover without _meta: {r}");
+}
+
+#[test]
+fn both_eras_on_one_connection() {
+    let (mut s, mut p, mut sess) = setup_legacy();
+    let r = call(&mut s, &mut p, &mut sess, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
+    assert!(r["result"].get("resultType").is_none(), "a legacy result carries no resultType: {r}");
+    let r = call(&mut s, &mut p, &mut sess, &std::format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{{{META}}}}}"#)).unwrap();
+    assert_eq!(r["result"]["resultType"], "complete");
 }

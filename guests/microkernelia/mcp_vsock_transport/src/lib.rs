@@ -2,9 +2,10 @@
 //! followed by that many bytes of UTF-8 JSON.
 //!
 //! The decoder is fed whatever chunks the stream delivers (one byte, half a header, several
-//! frames at once) and yields complete frames in order. A length above `MAX_FRAME` is refused
+//! frames at once) and yields complete frames in order. A length above the decoder's limit
+//! (the protocol's: `mcp_core::MAX_FRAME`, passed to `FrameDecoder::new`) is refused
 //! as soon as its 4 header bytes are in, before anything is allocated for it; the connection
-//! is then poisoned (the caller answers with an error and closes it). Exactly `MAX_FRAME`
+//! is then poisoned (the caller answers with an error and closes it). Exactly the limit in
 //! bytes is accepted. The body buffer grows with the bytes that really arrived, so a peer
 //! announcing 1 MiB and sending 10 bytes costs 10 bytes plus the initial chunk.
 #![no_std]
@@ -13,14 +14,12 @@ extern crate alloc;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-/// Largest accepted frame body: 1 MiB.
-pub const MAX_FRAME: usize = 1 << 20;
 /// Bytes reserved up front for a body (it grows as data arrives).
 const INITIAL_RESERVE: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
-    /// The header announced this many bytes, more than MAX_FRAME.
+    /// The header announced this many bytes, more than the decoder's limit.
     TooLarge(u32),
 }
 
@@ -36,17 +35,14 @@ pub struct FrameDecoder {
     ready: VecDeque<Vec<u8>>,
     /// Total payload bytes consumed (for flow-control accounting).
     pub consumed: u64,
-}
-
-impl Default for FrameDecoder {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Largest accepted body.
+    max_frame: usize,
 }
 
 impl FrameDecoder {
-    pub fn new() -> Self {
-        FrameDecoder { state: State::Header { have: 0, bytes: [0; 4] }, ready: VecDeque::new(), consumed: 0 }
+    /// A decoder that accepts bodies of at most `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        FrameDecoder { state: State::Header { have: 0, bytes: [0; 4] }, ready: VecDeque::new(), consumed: 0, max_frame }
     }
 
     /// Feed stream bytes. Complete frames queue up for `next_frame`; an oversize header
@@ -63,7 +59,7 @@ impl FrameDecoder {
                     input = &input[take..];
                     if *have == 4 {
                         let len = u32::from_be_bytes(*bytes);
-                        if len as usize > MAX_FRAME {
+                        if len as usize > self.max_frame {
                             let err = FrameError::TooLarge(len);
                             self.state = State::Poisoned(err);
                             return Err(err);
@@ -122,9 +118,10 @@ impl FrameDecoder {
     }
 }
 
-/// Append one frame (header + body) to `out`. Bodies above MAX_FRAME are a caller bug.
+/// Append one frame (header + body) to `out`. Bodies that do not fit the u32 length are a
+/// caller bug (the protocol's own limit is the caller's to enforce, as mcp_core does).
 pub fn encode_frame_into(body: &[u8], out: &mut Vec<u8>) {
-    assert!(body.len() <= MAX_FRAME, "frame body above MAX_FRAME");
+    assert!(u32::try_from(body.len()).is_ok(), "frame body above the u32 length");
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
     out.extend_from_slice(body);
 }
@@ -192,13 +189,16 @@ mod tests {
     use super::*;
     use alloc::vec;
 
+    /// Any limit will do: the decoder knows nothing of MCP's.
+    const LIMIT: usize = 1 << 20;
+
     fn frames(dec: &mut FrameDecoder) -> Vec<Vec<u8>> {
         core::iter::from_fn(|| dec.next_frame()).collect()
     }
 
     #[test]
     fn one_frame_whole() {
-        let mut d = FrameDecoder::new();
+        let mut d = FrameDecoder::new(LIMIT);
         d.feed(&encode_frame(b"{\"a\":1}")).unwrap();
         assert_eq!(frames(&mut d), vec![b"{\"a\":1}".to_vec()]);
         assert!(!d.in_frame());
@@ -210,43 +210,43 @@ mod tests {
         for i in 0..100u32 {
             encode_frame_into(alloc::format!("{{\"id\":{i}}}").as_bytes(), &mut wire);
         }
-        let mut d = FrameDecoder::new();
+        let mut d = FrameDecoder::new(LIMIT);
         for b in &wire {
             d.feed(core::slice::from_ref(b)).unwrap();
         }
         let got = frames(&mut d);
         assert_eq!(got.len(), 100);
         assert_eq!(got[57], b"{\"id\":57}".to_vec());
-        let mut d2 = FrameDecoder::new();
+        let mut d2 = FrameDecoder::new(LIMIT);
         d2.feed(&wire).unwrap();
         assert_eq!(frames(&mut d2), got);
     }
 
     #[test]
     fn zero_length_frame_is_a_frame() {
-        let mut d = FrameDecoder::new();
+        let mut d = FrameDecoder::new(LIMIT);
         d.feed(&[0, 0, 0, 0, 0, 0, 0, 1, b'x']).unwrap();
         assert_eq!(frames(&mut d), vec![vec![], vec![b'x']]);
     }
 
     #[test]
     fn exactly_max_accepted_one_more_refused_before_allocation() {
-        let mut d = FrameDecoder::new();
-        d.feed(&(MAX_FRAME as u32).to_be_bytes()).unwrap();
+        let mut d = FrameDecoder::new(LIMIT);
+        d.feed(&(LIMIT as u32).to_be_bytes()).unwrap();
         assert!(d.buffered() <= INITIAL_RESERVE);
-        d.feed(&vec![b' '; MAX_FRAME]).unwrap();
-        assert_eq!(frames(&mut d)[0].len(), MAX_FRAME);
+        d.feed(&vec![b' '; LIMIT]).unwrap();
+        assert_eq!(frames(&mut d)[0].len(), LIMIT);
 
-        let mut d = FrameDecoder::new();
-        let err = d.feed(&(MAX_FRAME as u32 + 1).to_be_bytes()).unwrap_err();
-        assert_eq!(err, FrameError::TooLarge(MAX_FRAME as u32 + 1));
+        let mut d = FrameDecoder::new(LIMIT);
+        let err = d.feed(&(LIMIT as u32 + 1).to_be_bytes()).unwrap_err();
+        assert_eq!(err, FrameError::TooLarge(LIMIT as u32 + 1));
         assert_eq!(d.buffered(), 0);
         assert!(d.is_poisoned());
         // Anything after it is ignored.
         assert!(d.feed(&encode_frame(b"{}")).is_err());
         assert!(d.next_frame().is_none());
 
-        let mut d = FrameDecoder::new();
+        let mut d = FrameDecoder::new(LIMIT);
         assert_eq!(d.feed(&[0xff, 0xff, 0xff, 0xff]).unwrap_err(), FrameError::TooLarge(u32::MAX));
     }
 
@@ -254,14 +254,14 @@ mod tests {
     fn frames_before_an_oversize_header_are_kept() {
         let mut wire = encode_frame(b"1");
         wire.extend_from_slice(&[0x10, 0, 0, 0]);
-        let mut d = FrameDecoder::new();
+        let mut d = FrameDecoder::new(LIMIT);
         assert!(d.feed(&wire).is_err());
         assert_eq!(d.next_frame(), Some(b"1".to_vec()));
     }
 
     #[test]
     fn truncated_frame_is_visible() {
-        let mut d = FrameDecoder::new();
+        let mut d = FrameDecoder::new(LIMIT);
         d.feed(&[0, 0, 0, 9, b'{']).unwrap();
         assert!(d.in_frame());
         assert!(d.next_frame().is_none());
