@@ -31,6 +31,17 @@ def addoption(parser: pytest.Parser) -> None:
                     help=f"LLM tokens/s floor for the tok/s suite (ini: vmm_min_tok_s; default {DEFAULT_MIN_TOK_S:g})")
     group.addoption("--vmm-matrix", dest="vmm_matrix", metavar="PATH", default=None,
                     help="write the conformance matrix as PATH.json and PATH.md (ini: vmm_matrix)")
+    group.addoption("--vmm-report", dest="vmm_report", metavar="PATH.html", default=None,
+                    help="write a self-contained HTML report: matrix, checks by target, plots (ini: vmm_report)")
+    group.addoption("--vmm-metrics", dest="vmm_metrics", metavar="PATH.jsonl", default=None,
+                    help="write every recorded metric as JSON lines (ini: vmm_metrics)")
+    group.addoption("--vmm-ab-baseline", dest="vmm_ab_baseline", metavar="PATH.jsonl", default=None,
+                    help="compare this run's metrics with a stored baseline; a regression fails the run "
+                         "(ini: vmm_ab_baseline)")
+    group.addoption("--vmm-ab-threshold", dest="vmm_ab_threshold", type=float, metavar="FRACTION", default=None,
+                    help="noise threshold for --vmm-ab-baseline (ini: vmm_ab_threshold; default 0.05)")
+    group.addoption("--vmm-shard", dest="vmm_shard", metavar="i/N", default=None,
+                    help="run only shard i of N; whole targets per shard (ini: vmm_shard)")
 
     parser.addini("vmm", "default --vmm value", default=DEFAULT_STACKS)
     parser.addini("vmm_accel", "default --vmm-accel", default="auto")
@@ -40,6 +51,11 @@ def addoption(parser: pytest.Parser) -> None:
     parser.addini("vmm_keep_logs", "keep logs of passing tests", type="bool", default=False)
     parser.addini("vmm_min_tok_s", "default --vmm-min-tok-s", default=str(DEFAULT_MIN_TOK_S))
     parser.addini("vmm_matrix", "default --vmm-matrix", default="")
+    parser.addini("vmm_report", "default --vmm-report", default="")
+    parser.addini("vmm_metrics", "default --vmm-metrics", default="")
+    parser.addini("vmm_ab_baseline", "default --vmm-ab-baseline", default="")
+    parser.addini("vmm_ab_threshold", "default --vmm-ab-threshold", default="")
+    parser.addini("vmm_shard", "default --vmm-shard", default="")
 
 
 def get(config: pytest.Config, name: str) -> object:

@@ -17,6 +17,7 @@ from pytest_vmm.hypervisor import TIMEOUT_MULTIPLIERS
 from pytest_vmm.machine import Machine
 from pytest_vmm.matrix import PROP_CHECK, PROP_SUITE, PROP_TARGET, Matrix, text_table
 from pytest_vmm.registry import Target
+from pytest_vmm.report import plugin as report_plugin
 from pytest_vmm.session import MachinePool, VmmSession, build_registry
 
 SESSION_KEY = pytest.StashKey[VmmSession]()
@@ -51,6 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = VmmSession(config)
     if not _is_xdist_worker(config):
         config.pluginmanager.register(MatrixReporter(config), MatrixReporter.NAME)
+        report_plugin.register(config)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -67,6 +69,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     reporter = config.pluginmanager.get_plugin(MatrixReporter.NAME)
     if reporter is not None:
         config.pluginmanager.unregister(reporter)
+    report_plugin.unregister(config)
 
 
 def _session(config: pytest.Config) -> VmmSession:
@@ -183,6 +186,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(
                     reason=f"stack {target.id} lacks capability {', '.join(missing)}"))
                 break
+    report_plugin.apply_shard(config, items, [t.id for t in vmm.targets])
 
 
 # --------------------------------------------------------------------- fixtures
@@ -308,6 +312,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     _unsupported_is_a_skip(item, call, report)
     item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
+    if item.stash.get(MACHINES_KEY, []):
+        setattr(report, report_plugin.CONSOLE_LOGS_ATTR, [str(m.console_log) for m in item.stash[MACHINES_KEY]])
     already_shown = call.excinfo is not None and isinstance(call.excinfo.value, MachineError)
     if report.failed and not already_shown:
         for machine in item.stash.get(MACHINES_KEY, []):
