@@ -136,9 +136,11 @@ class ReportPlugin:
         if self.progress.expected:
             return  # every worker collects the same items
         from pytest_vmm.plugin import SESSION_KEY
+        from pytest_vmm.xdist_scheduling import target_scope
 
         targets = [t.id for t in self.config.stash[SESSION_KEY].targets]
-        self.progress.expect({nodeid: t for nodeid in ids for t in targets if _param_has(nodeid, t)})
+        scopes = {nodeid: target_scope(nodeid, targets) for nodeid in ids}
+        self.progress.expect({n: s.removeprefix("vmm:") for n, s in scopes.items() if s.startswith("vmm:")})
 
     # ------------------------------------------------------------------ reports
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -206,11 +208,3 @@ class ReportPlugin:
         for line in self.written:
             terminalreporter.write_line("vmm " + line)
 
-
-def _param_has(nodeid: str, target: str) -> bool:
-    """Whether a node id's parameter part names ``target`` (ids are joined with '-')."""
-    if "[" not in nodeid:
-        return False
-    params = nodeid[nodeid.index("[") + 1:].rstrip("]")
-    return params == target or params.startswith(target + "-") or params.endswith("-" + target) \
-        or f"-{target}-" in params
