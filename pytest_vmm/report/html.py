@@ -179,7 +179,7 @@ def _distribution(groups: Mapping[str, list[float]], label: str) -> str:
     for i, name in enumerate(names, 1):
         values = groups[name]
         jitter = [i + 0.12 * ((k % 5) - 2) / 2 for k in range(len(values))]
-        axes.scatter(jitter, values, s=14, alpha=0.7, color="tab:blue", zorder=3)
+        axes.scatter(jitter, values, s=16, color="tab:blue", zorder=3)
     axes.set_xticks(range(1, len(names) + 1), names, rotation=20, ha="right")
     axes.set_ylabel(label)
     axes.grid(axis="y", alpha=0.3)
