@@ -24,13 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # This script is named mcp.py: keep its folder off sys.path so `import mcp` finds the SDK.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
+from pytest_vmm.report.metrics import add_json_argument, emit, open_json
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--fuzz-seconds", type=float, default=5.0)
+    add_json_argument(ap)
     a = ap.parse_args()
+    open_json(a.json)
     from pytest_vmm.mcp import connect, encode_frame
 
     out = Path(tempfile.mkdtemp(prefix="mk-bench-"))
@@ -52,6 +55,7 @@ def main() -> int:
                 call()
             rate = a.n / (time.perf_counter() - t)
             print(f"mcp round trips {name:<20} {rate:10,.0f} /s  (goal >= 2,000 on god)")
+            emit("round_trips_per_s", rate, "round trips/s", "microkernelia@god", call=name)
         c.close()
         sdk_ping_rate(str(uds), a.n)
 
@@ -84,6 +88,7 @@ def main() -> int:
         with connect(str(uds), 5000, timeout=30) as hc:
             status = hc.health()["status"]
         print(f"mcp fuzz frames                      {rate:10,.0f} /s  (goal >= 500), health afterwards: {status}")
+        emit("fuzz_frames_per_s", rate, "frames/s", "microkernelia@god")
     finally:
         god.terminate()
         god.wait(10)
@@ -109,7 +114,9 @@ def sdk_ping_rate(uds: str, n: int) -> None:
                 await session.send_ping()
             return n / (time.perf_counter() - t)
 
-    print(f"mcp round trips {'ping via MCP SDK':<20} {anyio.run(run):10,.0f} /s  (the SDK's own cost included)")
+    rate = anyio.run(run)
+    print(f"mcp round trips {'ping via MCP SDK':<20} {rate:10,.0f} /s  (the SDK's own cost included)")
+    emit("round_trips_per_s", rate, "round trips/s", "microkernelia@god", call="ping via MCP SDK")
 
 
 if __name__ == "__main__":

@@ -43,8 +43,8 @@ def render(matrix: Mapping[str, Any], records: Sequence[Record], comparisons: Se
              f"<style>{STYLE}</style></head><body>", f"<h1>{_e(title)}</h1>", _environment(records)]
     parts += ["<h2 id='matrix-heading'>Conformance matrix (targets &times; suites)</h2>", _matrix_table(matrix)]
     parts += ["<h2>Checks by target</h2>",
-              "<p class='small'>Each check's outcome and recorded values per target; bold rows differ "
-              "between targets.</p>", _differential_table(matrix, logs or {}, base)]
+              ("<p class='small'>Each check's outcome and recorded values per target; bold rows differ "
+               "between targets.</p>"), _differential_table(matrix, logs or {}, base)]
     parts += ["<h2>Figures</h2>"]
     for plot_id, caption, png in _plots(records, comparisons):
         parts.append(f"<figure><img class='plot' id='{plot_id}' alt='{_e(caption)}' "
@@ -210,8 +210,8 @@ def _ab_plot(comparisons: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _ab_table(comparisons: Sequence[Mapping[str, Any]]) -> str:
-    rows = ["<table id='ab'><tr><th>metric</th><th>target</th><th>A</th><th>B</th><th>change</th>"
-            "<th>p</th><th>verdict</th></tr>"]
+    rows = [("<table id='ab'><tr><th>metric</th><th>target</th><th>A</th><th>B</th><th>change</th>"
+             "<th>p</th><th>verdict</th></tr>")]
     for c in comparisons:
         change = c.get("change")
         p = c.get("p_value")

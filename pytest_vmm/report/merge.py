@@ -34,11 +34,11 @@ def merge_matrices(shards: Sequence[dict[str, Any]]) -> dict[str, Any]:
                     into[outcome] = into.get(outcome, 0) + int(n)
         for check in shard.get("checks", []):
             key = (str(check.get("suite")), str(check.get("check")))
-            into = checks.setdefault(key, {k: v for k, v in check.items() if k != "results"} | {"results": {}})
+            merged = checks.setdefault(key, {k: v for k, v in check.items() if k != "results"} | {"results": {}})
             for k, v in check.items():
-                if k != "results" and k not in into:
-                    into[k] = v
-            into["results"].update(check.get("results", {}))
+                if k != "results" and k not in merged:
+                    merged[k] = v
+            merged["results"].update(check.get("results", {}))
         for k, v in shard.items():
             if k in KNOWN:
                 continue

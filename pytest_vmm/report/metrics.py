@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 # Name suffix -> unit, for metrics a check records without one (machine.record("boot_ms", ...)).
 # Longest suffix first: "tok_s" is tokens per second, not seconds.
@@ -107,9 +107,9 @@ def _commit() -> str:
 
 def make(name: str, value: float, unit: str | None = None, target: str = "", *,
          context: str = "", env: dict[str, str] | None = None, higher: bool | None = None,
-         **dims: object) -> Record:
+         dims: dict[str, object] | None = None) -> Record:
     return Record(name=name, value=float(value), unit=unit_for(name) if unit is None else unit, target=target,
-                  dims={k: str(v) for k, v in dims.items()}, context=context,
+                  dims={k: str(v) for k, v in (dims or {}).items()}, context=context,
                   env=env if env is not None else environment(), time=round(time.time(), 3),
                   higher_is_better=higher)
 
@@ -128,7 +128,7 @@ class Emitter:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a" if append else "w")  # noqa: SIM115 - closed in close()
 
-    def __enter__(self) -> Emitter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -137,7 +137,7 @@ class Emitter:
     def emit(self, name: str, value: float, unit: str | None = None, target: str = "", **dims: object) -> None:
         if self._file is None:
             return
-        self._file.write(make(name, value, unit, target, **dims).to_json() + "\n")
+        self._file.write(make(name, value, unit, target, dims=dims).to_json() + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -172,3 +172,23 @@ def iter_records(path: str | Path) -> Iterator[Record]:
                 yield Record.from_dict(json.loads(line))
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"{path}:{number}: not a metric record: {exc}") from None
+
+
+# The process-wide emitter benchmarks use: ``open_json(args.json)`` once, then ``emit(...)``
+# anywhere (a no-op until opened, so the human output stays the default).
+_DEFAULT = Emitter(None)
+
+
+def open_json(path: str | Path | None, append: bool = False) -> Emitter:
+    import atexit
+
+    global _DEFAULT
+    _DEFAULT.close()
+    _DEFAULT = Emitter(path, append)
+    atexit.register(_DEFAULT.close)
+    return _DEFAULT
+
+
+def emit(name: str, value: float, unit: str | None = None, target: str = "", **dims: object) -> None:
+    """One sample to the file ``open_json`` opened (the benchmark's ``--json PATH``)."""
+    _DEFAULT.emit(name, value, unit, target, **dims)

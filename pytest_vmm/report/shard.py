@@ -27,7 +27,8 @@ def select(items: list[pytest.Item], target_of: dict[str, str], targets: list[st
            index: int, total: int) -> tuple[list[pytest.Item], list[pytest.Item]]:
     """(kept, deselected). Items that run on no target (plain unit tests) go to shard 1 only."""
     shards = assign(targets, total)
-    kept, dropped = [], []
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         target = target_of.get(item.nodeid)
         shard = shards.get(target, 1) if target is not None else 1

@@ -13,7 +13,7 @@ from pytest_vmm.report.metrics import Record, make, read, unit_for, write
 
 
 def samples(name: str, values, target: str = "god", **dims) -> list[Record]:
-    return [make(name, v, None, target, env={}, **dims) for v in values]
+    return [make(name, v, None, target, env={}, dims=dims) for v in values]
 
 
 def tight(mean: float, n: int = 20, spread: float = 0.005, seed: int = 1) -> list[float]:

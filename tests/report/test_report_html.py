@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import matplotlib.figure  # noqa: F401 - see test_report_options: import before pytester snapshots
+import matplotlib.figure
 import matplotlib.image
 import numpy as np
 import pytest
@@ -83,12 +83,12 @@ def _colour_pixels(image: np.ndarray, rgb: tuple[int, int, int]) -> int:
 def test_report_renders_with_the_matrix_and_the_plots(report: Path, tmp_path: Path) -> None:
     dom = chromium("--dump-dom", report.as_uri()).stdout.decode()
     # The matrix: one row per target, green where all passed, red where one failed.
-    matrix = re.search(r"<table id=\"matrix\">(.*?)</table>", dom, re.S)
+    matrix = re.search(r"<table id=\"matrix\">(.*?)</table>", dom, re.DOTALL)
     assert matrix, "no matrix table in the rendered page"
     assert re.search(r"<th>fake</th><td class=\"pass\">6 passed, 0 failed, 0 skipped", matrix.group(1))
     assert re.search(r"<th>fake2</th><td class=\"fail\">1 passed, 1 failed, 5 skipped", matrix.group(1))
     # The differential table, values side by side; the failing check links its console log.
-    differential = re.search(r"<table id=\"differential\">(.*?)</table>", dom, re.S)
+    differential = re.search(r"<table id=\"differential\">(.*?)</table>", dom, re.DOTALL)
     assert differential and "tok_s=42.5" in differential.group(1)
     links = re.findall(r"<a class=\"console-log\" href=\"([^\"]+)\"", differential.group(1))
     assert links and all((report.parent / link).resolve().is_file() for link in links)
@@ -115,4 +115,4 @@ def test_report_renders_with_the_matrix_and_the_plots(report: Path, tmp_path: Pa
     # page's CSS), and below the tables a tall region that is not blank.
     assert _colour_pixels(image, (0x1F, 0x77, 0xB4)) > 60
     figures_band = image[700:1900, :900, :3]
-    assert (figures_band.min(axis=-1) < 0.9).mean() > 0.02
+    assert (figures_band.min(axis=-1) < 0.9).mean() > 0.01  # a blank band: 0
