@@ -19,6 +19,7 @@ from pytest_vmm.report import ab, shard
 from pytest_vmm.report.metrics import Record, environment, make, read, unit_for, write
 
 NAME = "vmm-report"
+BOOT_METRIC = "boot_ms"
 CONSOLE_LOGS_ATTR = "vmm_console_logs"  # set on reports by the core plugin; survives xdist
 # user_properties that describe the run, not a measurement.
 LABELS = {PROP_TARGET, PROP_SUITE, PROP_CHECK, "stack", "hypervisor", "accel", "kvm_flavour", "timeout_factor"}
@@ -121,6 +122,8 @@ class ReportPlugin:
         self.written: list[str] = []
         self.progress = TargetProgress()
         self._last_line = ""
+        # (target, the machines' console logs, boot_ms): a machine's log path is unique to it.
+        self._boots: set[tuple[str, tuple[str, ...], float]] = set()
 
     def _path(self, name: str) -> Path | None:
         value = options.get(self.config, name)
@@ -152,7 +155,15 @@ class ReportPlugin:
                 if str(log) not in self.logs.setdefault(key, []):
                     self.logs[key].append(str(log))
         if report.when == "teardown":
-            self.records += metrics_of(report)
+            for record in metrics_of(report):
+                if record.name == BOOT_METRIC:
+                    # A shared machine's one boot is attached to every test that uses it: one
+                    # sample per boot, or the A/B test would count a boot many times.
+                    boot = (record.target, tuple(getattr(report, CONSOLE_LOGS_ATTR, None) or ()), record.value)
+                    if boot in self._boots:
+                        continue
+                    self._boots.add(boot)
+                self.records.append(record)
         if self.progress.update(report):
             line = self.progress.line()
             reporter = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -144,3 +144,22 @@ def test_target_progress_lines(project) -> None:
     result.stdout.fnmatch_lines(["*vmm targets: *running: fake 0/1*",
                                  "*vmm targets: done: fake*",
                                  "*vmm targets: done: fake, fake3; failing: fake2 (1 failed)"])
+
+
+def test_a_shared_machine_boot_is_one_sample(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile(test_shared="""
+        def test_a(shared_machine):
+            pass
+
+        def test_b(shared_machine):
+            pass
+
+        def test_c(machine):
+            pass
+    """)
+    result = pytester.runpytest("--vmm=fake", "--vmm-metrics=m.jsonl", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    boots = [r for r in read(pytester.path / "m.jsonl") if r.name == "boot_ms"]
+    # test_a and test_b share one boot; test_c boots its own.
+    assert len(boots) == 2, boots
