@@ -124,6 +124,10 @@ class ReportPlugin:
         self._last_line = ""
         # (target, the machines' console logs, boot_ms): a machine's log path is unique to it.
         self._boots: set[tuple[str, tuple[str, ...], float]] = set()
+        baseline = self._path("vmm_ab_baseline")
+        if baseline is not None and not baseline.is_file():
+            # Said before the run, not after an hour of it.
+            raise pytest.UsageError(f"--vmm-ab-baseline={baseline}: no such file")
 
     def _path(self, name: str) -> Path | None:
         value = options.get(self.config, name)
@@ -179,8 +183,6 @@ class ReportPlugin:
             self.written.append(f"metrics: {metrics_path} ({len(self.records)} samples)")
         baseline = self._path("vmm_ab_baseline")
         if baseline is not None:
-            if not baseline.exists():
-                raise pytest.UsageError(f"--vmm-ab-baseline={baseline}: no such file")
             threshold = float(options.get(self.config, "vmm_ab_threshold") or ab.THRESHOLD)  # type: ignore[arg-type]
             self.comparisons = ab.compare(read(baseline), self.records, threshold=threshold)
             if ab.failed(self.comparisons) and session.exitstatus == pytest.ExitCode.OK:

@@ -88,7 +88,9 @@ def test_ab_baseline_passes_on_the_same_figures(project) -> None:
 
 def test_ab_baseline_names_a_missing_file(project) -> None:
     result = project.runpytest("--vmm=fake", "--vmm-ab-baseline=nope.jsonl", "-p", "no:cacheprovider", "-k", "console")
-    assert "--vmm-ab-baseline=nope.jsonl: no such file" in result.stderr.str() + result.stdout.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--vmm-ab-baseline=nope.jsonl: no such file" in result.stderr.str()
+    assert "passed" not in result.stdout.str()
 
 
 @pytest.mark.parametrize("spec", ["0/2", "3/2", "x", "1/0"])
