@@ -14,6 +14,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ZIGU = ROOT / "guests" / "zigu"
+sys.path.insert(0, str(ROOT))
+from pytest_vmm.report.metrics import add_json_argument, emit, open_json
+
 sys.path.insert(0, str(ZIGU / "adapter" / "python-3.12"))
 
 
@@ -21,7 +24,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--guest", action=argparse.BooleanOptionalAction, default=True)
+    add_json_argument(ap)
     a = ap.parse_args()
+    open_json(a.json)
     import ukernel_abi
     from ukernel_abi import UK
 
@@ -46,6 +51,9 @@ def main() -> int:
     print(f"abi host ctypes time_now:        {host_ctypes:12,.0f} calls/s  (goal >= 5,000)")
     print(f"abi host ctypes mixed (driver):  {host_mixed:12,.0f} calls/s")
     print(f"abi host native dispatch:        {host_native:12,.0f} calls/s")
+    emit("calls_per_s", host_ctypes, "calls/s", "host", path="ctypes", call="time_now")
+    emit("calls_per_s", host_mixed, "calls/s", "host", path="ctypes", call="mixed")
+    emit("calls_per_s", host_native, "calls/s", "host", path="native", call="cap_active")
     if not a.guest:
         return 0
     from ukernel_channel import QemuGuest
@@ -77,6 +85,11 @@ def main() -> int:
         print(f"abi guest channel, 40 ops/line:  {chan_batch:12,.0f} calls/s  (host -> serial -> ring 3 -> kernel -> serial)")
         print(f"abi guest channel, 1 op/line:    {chan_single:12,.0f} calls/s")
         print(f"zigu boot to ready:              {g.boot_s * 1000:12,.0f} ms")
+        emit("calls_per_s", in_guest, "calls/s", "zigu", path="trap", call="cap_active")
+        emit("calls_per_s", in_guest_now, "calls/s", "zigu", path="trap", call="time_now")
+        emit("calls_per_s", chan_batch, "calls/s", "zigu", path="channel", call="40 ops/line")
+        emit("calls_per_s", chan_single, "calls/s", "zigu", path="channel", call="1 op/line")
+        emit("boot_ms", g.boot_s * 1000, "ms", "zigu")
     return 0
 
 

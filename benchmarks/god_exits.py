@@ -25,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "guests" / "god" / "src"))
+sys.path.insert(0, str(ROOT))
+from pytest_vmm.report.metrics import add_json_argument, emit, open_json
 
 GUEST_S = r"""
 .section .note.Xen, "a"
@@ -186,7 +188,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3,
                     help="exit-loop runs per VMM, interleaved; the best is reported (on a "
                          "shared machine the best run is the one least disturbed)")
+    add_json_argument(ap)
     a = ap.parse_args()
+    open_json(a.json)
     with tempfile.TemporaryDirectory(prefix="god-bench-") as d:
         tmp = Path(d)
         elf, cvmm, load, entry = build(tmp, a.n)
@@ -211,6 +215,8 @@ def main() -> int:
                     failed.add(name)
                     continue
                 pio, mmio = a.n / (m["B"] - m["A"]), a.n / (m["C"] - m["B"])
+                emit("exits_per_s", pio, "exits/s", name, kind="port I/O")
+                emit("exits_per_s", mmio, "exits/s", name, kind="MMIO")
                 old = rates.get(name, (0.0, 0.0))
                 rates[name] = (max(old[0], pio), max(old[1], mmio))
                 u, sy = cpu.get(name, (1e9, 1e9))
@@ -237,6 +243,7 @@ def main() -> int:
                 try:
                     bm = timed(argv)
                     samples.append(bm["A"])
+                    emit("boot_ms", bm["A"] * 1000, "ms", name)
                     ou, osy = boot_cpu.get(name, (1e9, 1e9))
                     boot_cpu[name] = (min(ou, bm["user"]), min(osy, bm["sys"]))
                 except Exception as e:
@@ -256,6 +263,7 @@ def main() -> int:
             bu, bs = boot_cpu.get(name, (0.0, 0.0))
             pu, ps = max(u - bu, 0) / (2 * a.n) * 1e6, max(sy - bs, 0) / (2 * a.n) * 1e6
             per[name] = pu + ps
+            emit("cpu_per_exit_us", pu + ps, "us", name)
             print(f"{name:>13}: user {pu:5.2f} us + sys {ps:5.2f} us = {pu + ps:5.2f} us")
         if "god" in per:
             for ref in ("c-loop", "qemu-microvm"):

@@ -27,6 +27,7 @@ import vguest
 from test_guest_qemu import qemu_argv, start_backend, stop
 
 from pytest_vmm import vsock as hv
+from pytest_vmm.report.metrics import add_json_argument, emit, open_json
 
 
 def round_trips(uds: Path, seconds: float, size: int = 64) -> float:
@@ -88,6 +89,8 @@ def bench(name: str, argv_for, elf: Path, seconds: float) -> None:
             rt = round_trips(uds, seconds)
             mb = throughput(uds, seconds)
         print(f"{name:<18} {rt:>10,.0f} round trips/s   {mb:>8.1f} MB/s")
+        emit("round_trips_per_s", rt, "round trips/s", name, size="64 B")
+        emit("throughput_mb_per_s", mb, "MB/s", name, size="256 KiB")
     finally:
         if backend is not None:
             stop(backend)
@@ -103,7 +106,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--only", choices=("god", "qemu"))
+    add_json_argument(p)
     a = p.parse_args()
+    open_json(a.json)
     out = Path(tempfile.mkdtemp(prefix="vbench-elf-"))
     try:
         elf = vguest.build(out)

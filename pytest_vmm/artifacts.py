@@ -20,6 +20,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from pytest_vmm.progress import BuildTracker, follow
 from pytest_vmm.stack import BuiltImage, ImageRecipe
 
 COMPLETE_MARKER = ".complete"
@@ -61,9 +62,12 @@ def _input_files(root: Path, exclude: set[str]) -> list[Path]:
 
 
 class ArtifactCache:
-    def __init__(self, root: Path = DEFAULT_CACHE_ROOT, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(self, root: Path = DEFAULT_CACHE_ROOT, progress: Callable[[str], None] | None = None,
+                 status: Callable[[str], None] | None = None) -> None:
         self.root = root
         self.progress = progress or (lambda line: None)
+        # Transient status (cmake's percentage): updated in place on a terminal.
+        self.status = status or (lambda line: None)
 
     def key(self, recipe: ImageRecipe) -> str:
         return f"{recipe.name}-{hash_inputs(recipe)}"
@@ -97,13 +101,19 @@ class ArtifactCache:
             self.progress(f"pytest-vmm: building {recipe.name} ({key}), log: {log}")
             started = time.monotonic()
             try:
+                tracker = BuildTracker(recipe.name, self.progress, self.status)
                 with log.open("wb") as log_file:
-                    result = subprocess.run(
-                        argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        cwd=recipe.sources, timeout=BUILD_TIMEOUT_S, check=False,
-                    )
-                if result.returncode != 0:
-                    raise BuildError(recipe.name, log, f"exit status {result.returncode}: {_tail(log)}")
+                    process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, cwd=recipe.sources)
+                    try:
+                        returncode = follow(log, process, BUILD_TIMEOUT_S, tracker.feed,
+                                            lambda: self.status(tracker.status()))
+                    finally:
+                        if process.poll() is None:
+                            process.kill()
+                        process.wait()
+                if returncode != 0:
+                    raise BuildError(recipe.name, log, f"exit status {returncode}: {_tail(log)}")
             except subprocess.TimeoutExpired:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise BuildError(recipe.name, log, f"timed out after {BUILD_TIMEOUT_S:.0f} s") from None

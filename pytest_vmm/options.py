@@ -42,6 +42,17 @@ def addoption(parser: pytest.Parser) -> None:
     group.addoption("--vmm-baseline", dest="vmm_baseline", metavar="PATH", default=None,
                     help="known-divergence baseline (TOML): listed failures report as known, a listed check "
                          "that passes fails the run as stale (ini: vmm_baseline; docs/options.md)")
+    group.addoption("--vmm-report", dest="vmm_report", metavar="PATH.html", default=None,
+                    help="write a self-contained HTML report: matrix, checks by target, plots (ini: vmm_report)")
+    group.addoption("--vmm-metrics", dest="vmm_metrics", metavar="PATH.jsonl", default=None,
+                    help="write every recorded metric as JSON lines (ini: vmm_metrics)")
+    group.addoption("--vmm-ab-baseline", dest="vmm_ab_baseline", metavar="PATH.jsonl", default=None,
+                    help="compare this run's metrics with a stored baseline; a regression fails the run "
+                         "(ini: vmm_ab_baseline)")
+    group.addoption("--vmm-ab-threshold", dest="vmm_ab_threshold", type=float, metavar="FRACTION", default=None,
+                    help="noise threshold for --vmm-ab-baseline (ini: vmm_ab_threshold; default 0.05)")
+    group.addoption("--vmm-shard", dest="vmm_shard", metavar="i/N", default=None,
+                    help="run only shard i of N; whole targets per shard (ini: vmm_shard)")
 
     parser.addini("vmm", "default --vmm value", default=DEFAULT_STACKS)
     parser.addini("vmm_accel", "default --vmm-accel", default="auto")
@@ -53,6 +64,11 @@ def addoption(parser: pytest.Parser) -> None:
     parser.addini("vmm_matrix", "default --vmm-matrix", default="")
     parser.addini("vmm_baseline", "default --vmm-baseline", default="")
     parser.addini("vmm_config", "default --vmm-config (relative to the rootdir)", default="")
+    parser.addini("vmm_report", "default --vmm-report", default="")
+    parser.addini("vmm_metrics", "default --vmm-metrics", default="")
+    parser.addini("vmm_ab_baseline", "default --vmm-ab-baseline", default="")
+    parser.addini("vmm_ab_threshold", "default --vmm-ab-threshold", default="")
+    parser.addini("vmm_shard", "default --vmm-shard", default="")
 
 
 def get(config: pytest.Config, name: str) -> object:

@@ -27,6 +27,7 @@ from pytest_vmm.matrix import (
     text_table,
 )
 from pytest_vmm.registry import Target
+from pytest_vmm.report import plugin as report_plugin
 from pytest_vmm.session import MachinePool, VmmSession, build_registry
 from pytest_vmm.stack import BootTransform
 
@@ -75,6 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _is_xdist_worker(config):
         config.pluginmanager.register(MatrixReporter(config), MatrixReporter.NAME)
         config.pluginmanager.register(PhaseProfile(), PhaseProfile.NAME)
+        report_plugin.register(config)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -92,6 +94,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         reporter = config.pluginmanager.get_plugin(name)
         if reporter is not None:
             config.pluginmanager.unregister(reporter)
+    report_plugin.unregister(config)
 
 
 def _session(config: pytest.Config) -> VmmSession:
@@ -212,6 +215,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(
                     reason=f"stack {target.id} lacks capability {', '.join(missing)}"))
                 break
+    report_plugin.apply_shard(config, items, [t.id for t in vmm.targets])
 
 
 # --------------------------------------------------------------------- fixtures
@@ -390,6 +394,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
     if report.when == "teardown":
         _put_phases(item, report)
+    if item.stash.get(MACHINES_KEY, []):
+        setattr(report, report_plugin.CONSOLE_LOGS_ATTR, [str(m.console_log) for m in item.stash[MACHINES_KEY]])
     already_shown = call.excinfo is not None and isinstance(call.excinfo.value, MachineError)
     if report.failed and not already_shown:
         for machine in item.stash.get(MACHINES_KEY, []):

@@ -16,6 +16,7 @@ from pytest_vmm.errors import MachineError, TargetUnavailable
 from pytest_vmm.factory import MachineFactory
 from pytest_vmm.host import HostInfo
 from pytest_vmm.machine import Machine, MachineConfig
+from pytest_vmm.progress import Display
 from pytest_vmm.registry import Registry, RegistryError, Target
 from pytest_vmm.stack import BootTransform, BuiltImage, ChannelHost, ImageRecipe
 
@@ -42,7 +43,9 @@ class VmmSession:
         timeout = options.get(config, "vmm_boot_timeout")
         self.boot_timeout = float(timeout) if timeout is not None else None  # type: ignore[arg-type]
         cache = options.get(config, "vmm_cache")
-        self.cache = ArtifactCache(Path(str(cache)).expanduser() if cache else DEFAULT_CACHE_ROOT, self._progress)
+        self._display = Display()
+        self.cache = ArtifactCache(Path(str(cache)).expanduser() if cache else DEFAULT_CACHE_ROOT, self._progress,
+                                   lambda line: self._progress(line, transient=True))
         artifacts = options.get(config, "vmm_artifacts")
         self._artifacts_root = Path(str(artifacts)).expanduser().resolve() if artifacts else None
         self.keep_logs = bool(options.get(config, "vmm_keep_logs"))
@@ -89,15 +92,14 @@ class VmmSession:
             self._images[recipe.name] = self.cache.build(recipe)
         return self._images[recipe.name]
 
-    def _progress(self, line: str) -> None:
+    def _progress(self, line: str, transient: bool = False) -> None:
         """Show build progress on the real terminal even while output is captured."""
         capman = self.config.pluginmanager.getplugin("capturemanager")
         if capman is not None:
             with capman.global_and_fixture_disabled():
-                sys.stderr.write(line + "\n")
-                sys.stderr.flush()
+                self._display.write(sys.stderr, line, transient)
         else:
-            sys.stderr.write(line + "\n")
+            self._display.write(sys.stderr, line, transient)
 
     # ---------------------------------------------------------------- machines
     def new_machine(self, target: Target, artifacts_dir: Path,

@@ -9,6 +9,7 @@ PACKAGES=(
   python3 python3-venv python3-dev gcc g++ make cmake binutils
   qemu-system-x86 busybox-static e2fsprogs cpio xz-utils zstd
   cargo librust-serde-json-dev
+  chromium
 
 )
 
@@ -62,7 +63,7 @@ stamp=.venv/.pytest-vmm-installed
 want=$(cat pyproject.toml "${guest_projects[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  editable=(-e '.[dev,zigu,zosia,mcp]')
+  editable=(-e '.[dev,zigu,zosia,mcp,report]')
   for guest in "${guest_projects[@]}"; do
     editable+=(-e "$(dirname "$guest")")
   done

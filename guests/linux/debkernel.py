@@ -92,6 +92,11 @@ class UnpackedKernel:
         return self.root / "boot" / f"config-{self.package.release}"
 
 
+def phase(text: str) -> None:
+    """A phase line for pytest-vmm's build progress (pytest_vmm/progress.py: PHASE_PREFIX)."""
+    print("pytest-vmm-phase: " + text, flush=True)
+
+
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, text=True, capture_output=True, **kw, check=False)
 
@@ -307,6 +312,7 @@ def unpack(pkg: KernelPackage | None = None) -> UnpackedKernel:
         cmd = download_command(pkg)
         debs = sorted(dl.glob(f"{pkg.name}_*.deb"))
         if not debs:
+            phase(f"kernel: download {pkg.name}={pkg.version}")
             print("linux: $", " ".join(cmd), f"(in {dl})", flush=True)
             res = _run(cmd, cwd=dl)
             debs = sorted(dl.glob(f"{pkg.name}_*.deb"))
@@ -315,6 +321,7 @@ def unpack(pkg: KernelPackage | None = None) -> UnpackedKernel:
                     f"apt-get download failed ({res.stderr.strip() or res.stdout.strip()}).\n"
                     "Run by hand (needs Debian's apt lists and the network), then retry:\n"
                     f"  apt-get update && cd {dl} && {' '.join(cmd)}")
+        phase(f"kernel: unpack {debs[-1].name} ({debs[-1].stat().st_size / 1e6:.0f} MB)")
         print(f"linux: dpkg-deb -x {debs[-1].name}", flush=True)
         subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True)
         for d in debs:

@@ -207,6 +207,7 @@ def build(out: Path, llama_dirs: list[Path] | None = None) -> dict:
         shutil.copy2(f, bindir / f.name)
     t2 = lap("llama", t1)
 
+    debkernel.phase("zosia: model, initramfs, disk")
     model, model_sha = build_model(out)
     t3 = lap("model", t2)
     initrd = build_initramfs(out, kernel, kdir, llama_bins, epoch)

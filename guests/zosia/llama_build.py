@@ -50,6 +50,11 @@ def _patch(src: Path) -> None:
     path.write_text(text.replace(old, new))
 
 
+def phase(text: str) -> None:
+    """A phase line for pytest-vmm's build progress (pytest_vmm/progress.py: PHASE_PREFIX)."""
+    print("pytest-vmm-phase: " + text, flush=True)
+
+
 def load_versions() -> dict:
     return json.loads((HERE / "versions.json").read_text())
 
@@ -114,6 +119,7 @@ def build_llama(variant: str = "avx2", jobs: int | None = None) -> Path:
 
     def produce(tmp: Path) -> None:
         t0 = time.monotonic()
+        phase(f"llama.cpp {variant}: fetch source")
         sdist = fetch_sdist(versions)
         work = tmp / "work"
         src = _extract_vendor(sdist, work)
@@ -122,9 +128,11 @@ def build_llama(variant: str = "avx2", jobs: int | None = None) -> Path:
         nice = ["nice", "-n", "10"] if shutil.which("nice") else []
         j = str(jobs or int(os.environ.get("ZOSIA_JOBS", "2")))
         cfg = ["cmake", "-S", str(src), "-B", str(bld), *var["cmake_flags"]]
+        phase(f"llama.cpp {variant}: configure")
         print("zosia: $", " ".join(cfg), flush=True)
         subprocess.run(nice + cfg, check=True)
         bcmd = ["cmake", "--build", str(bld), "-j", j, "--target", *var["targets"]]
+        phase(f"llama.cpp {variant}: compile ({len(var['targets'])} targets, -j {j})")
         print("zosia: $", " ".join(bcmd), flush=True)
         subprocess.run(nice + bcmd, check=True)
         out = tmp / "bin"
