@@ -366,3 +366,51 @@ def test_pm1_control_sci_en_set_and_s5_powers_off() -> None:
     pm.write(4, 2, (acpi.SLP_TYP_S5 << 10) | (1 << 13))
     assert slept == [acpi.SLP_TYP_S5]
     assert not pm.read(4, 2) & (1 << 13)
+
+
+# --- from inside a real KVM guest: the PC conventions as a test kernel sees them -------------
+
+PC_C = r"""
+static u32 cfg_read(u32 bdf_reg) { outl(0xcf8, 0x80000000u | bdf_reg); return inl(0xcfc); }
+static u8 fw_byte(void) { return inb(0x511); }
+static u32 fw_u32(u16 key) {
+    outw(0x510, key);
+    u32 v = 0;
+    for (int i = 0; i < 4; i++) v |= (u32)fw_byte() << (8 * i);
+    return v;
+}
+int main(void) {
+    u32 sig = fw_u32(0x0000);
+    u32 ncpus = fw_u32(0x0005) & 0xffff;
+    u32 host = cfg_read(0);
+    u32 absent = cfg_read(1 << 11);
+    u32 eax = 1, ebx, ecx = 0, edx;
+    __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    const char *rsdp = (const char *)0xf0000;
+    int rsdp_ok = 1;
+    for (int i = 0; i < 8; i++) rsdp_ok &= rsdp[i] == "RSD PTR "[i];
+    puts("sig="); puthex(sig); puts(" ncpus="); puthex(ncpus); puts(" host="); puthex(host);
+    puts(" absent="); puthex(absent); puts(" cpuid_count="); puthex((ebx >> 16) & 0xff);
+    puts(" rsdp="); puthex(rsdp_ok); putc('\n');
+    return 1;
+}
+"""
+
+
+@pytest.mark.parametrize("cpus", [1, 4])
+def test_guest_sees_fw_cfg_pci_cpuid_and_rsdp(kvm, gcc, tmp_path, cpus: int) -> None:  # type: ignore[no-untyped-def]
+    """A 64-bit guest on god reads fw_cfg's signature "QEMU" and NB_CPUS (fw_cfg.rst),
+    the host bridge's IDs and all ones for 00:01.0 through 0xcf8/0xcfc (PCI 3.0
+    3.2.2.3.2), CPUID.1:EBX[23:16] = --cpus (SDM vol. 2A, CPUID), and the RSDP signature in
+    the BIOS area (ACPI 6.5 5.2.5.1). 4 vCPUs: more than PVM's recommended NR_VCPUS (2)."""
+    from guestbuild import build_c64, run_guest
+
+    r = run_guest(build_c64(tmp_path, PC_C, "pc"), cpus=cpus, timeout=30)
+    assert r.result.status == 3, (r.result, r.text)
+    fields = dict(kv.split("=") for kv in r.text.split())
+    assert int(fields["sig"], 16) == int.from_bytes(b"QEMU", "little")
+    assert int(fields["ncpus"], 16) == cpus
+    assert int(fields["host"], 16) == 0x29C08086
+    assert int(fields["absent"], 16) == 0xFFFFFFFF
+    assert int(fields["cpuid_count"], 16) == cpus
+    assert int(fields["rsdp"], 16) == 1

@@ -61,6 +61,7 @@ def test_file_directory_is_big_endian_and_lists_etc_e820() -> None:
     e820_entry {u64 addr, u64 len, u32 type}, little-endian)."""
     bus = machine()
     count = struct.unpack(">I", read_item(bus, 0x19, 4))[0]
+    assert 1 <= count < 64, f"file count {count:#x} (big-endian?)"
     raw = read_item(bus, 0x19, 4 + 64 * count)[4:]
     files = {}
     for i in range(count):
