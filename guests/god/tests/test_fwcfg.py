@@ -91,7 +91,7 @@ def test_data_writes_are_ignored_and_wide_reads_float() -> None:
     """"As of QEMU v2.4, writes to the fw_cfg data register are no longer supported, and will
     be ignored"; the I/O data register is 8-bit wide, so a 4-byte read is not a data read."""
     bus = machine()
-    base, dev = bus.lookup(SELECTOR)
+    _, dev = bus.lookup(SELECTOR)
     dev.write(0, 2, 0)
     dev.write(1, 1, 0x41)
     assert dev.read(1, 4) == 0xFFFFFFFF

@@ -7,9 +7,9 @@ from __future__ import annotations
 import struct
 
 from god.boot import BootInputs
+from god.boot import layout as L
 from god.boot.multiboot import BOOTLOADER_MAGIC, HEADER_MAGIC, load_multiboot
 from god.memory import GuestMemory
-from god.boot import layout as L
 
 LOAD = 0x100000
 

@@ -16,21 +16,14 @@ from dataclasses import dataclass, field
 from god.boot import BootInputs, EntryState, acpi, load_kernel, mptable
 from god.boot import layout as L
 from god.boot.cpu import apply as apply_entry
+from god.devices import fwcfg, pci, pmtimer
 from god.devices.bus import Bus, Device, stderr_trace
 from god.devices.cmos import CMOS_BASE, Cmos
 from god.devices.console import Console, NullConsole
 from god.devices.eventloop import EventLoop
 from god.devices.exitport import EXIT_PORT, ExitPort
-from god.devices.fwcfg import FwCfg
-from god.devices.fwcfg import PORT_BASE as FWCFG_PORT
-from god.devices.fwcfg import PORT_SIZE as FWCFG_SIZE
 from god.devices.i8042 import AUX_IRQ, DATA_PORT, I8042, KBD_IRQ, STATUS_PORT
 from god.devices.irq import KvmIrqLine
-from god.devices.pci import PORT_BASE as PCI_PORT
-from god.devices.pci import PORT_SIZE as PCI_SIZE
-from god.devices.pci import PciHost
-from god.devices.pmtimer import SIZE as PM_SIZE
-from god.devices.pmtimer import AcpiPm
 from god.devices.serial import COM1_BASE, COM1_IRQ, Uart16550
 from god.kvm import Kvm, KvmError
 from god.memory import GuestMemory
@@ -142,14 +135,15 @@ class Machine:
         fw_cfg, PCI configuration mechanism #1 with a host bridge (and the 0xcf9 reset
         register), the ACPI PM registers the FADT points at (boot/acpi.py)."""
         t = stderr_trace if trace else None
-        self.fwcfg = FwCfg(self.mem_bytes, self.config.cpus, self.kvm.max_vcpus(),
-                           L.memory_map(self.mem_bytes), t)
-        self.pci = PciHost(lambda: self._on_reset("the reset control register (port 0xcf9)"), t)
-        self.acpi_pm = AcpiPm(lambda typ: self.request_stop(
+        self.fwcfg = fwcfg.FwCfg(self.mem_bytes, self.config.cpus, self.kvm.max_vcpus(),
+                                 L.memory_map(self.mem_bytes), t)
+        self.pci = pci.PciHost(lambda: self._on_reset("the reset control register (port 0xcf9)"),
+                               t)
+        self.acpi_pm = pmtimer.AcpiPm(lambda typ: self.request_stop(
             VmExit(STATUS_OK, "", "poweroff")), acpi.SLP_TYP_S5, t)
-        self.pio.register(FWCFG_PORT, FWCFG_SIZE, self.fwcfg)
-        self.pio.register(PCI_PORT, PCI_SIZE, self.pci)
-        self.pio.register(acpi.PM_BASE, PM_SIZE, self.acpi_pm)
+        self.pio.register(fwcfg.PORT_BASE, fwcfg.PORT_SIZE, self.fwcfg)
+        self.pio.register(pci.PORT_BASE, pci.PORT_SIZE, self.pci)
+        self.pio.register(acpi.PM_BASE, pmtimer.SIZE, self.acpi_pm)
 
     # --- wiring for devices ---------------------------------------------------------------
     def irq_line(self, gsi: int) -> KvmIrqLine:

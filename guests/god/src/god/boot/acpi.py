@@ -19,9 +19,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from god.boot import aml
+from god.boot import aml, mptable
 from god.boot import layout as L
-from god.boot import mptable
 from god.memory import GuestMemory
 
 OEM_ID = b"GODVMM"
