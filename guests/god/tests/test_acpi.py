@@ -413,3 +413,13 @@ def test_guest_sees_fw_cfg_pci_cpuid_and_rsdp(kvm, gcc, tmp_path, cpus: int) -> 
     assert int(fields["absent"], 16) == 0xFFFFFFFF
     assert int(fields["cpuid_count"], 16) == cpus
     assert int(fields["rsdp"], 16) == 1
+
+
+def test_dsdt_names_fw_cfg_ports_as_qemu0002() -> None:
+    """fw_cfg.rst "ACPI Interface": the device is QEMU0002; its _CRS is an I/O Port
+    descriptor (ACPI 6.5 6.4.2.5: 16-bit decode, min = max = 0x510) over god's two ports."""
+    devs = aml_devices(tables(Image(acpi.build(1, DEVICES, BASE)))[b"DSDT"][36:])
+    fw = devs["\\_SB_.FWCF"]
+    assert fw["_HID"] == "QEMU0002" and fw["_STA"] == 0x0B
+    descs = resources(fw["_CRS"][1])  # type: ignore[index]
+    assert descs[0] == (0x40, struct.pack("<BHHBB", 1, 0x510, 0x510, 1, 2))

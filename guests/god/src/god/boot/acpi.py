@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from god.boot import aml, mptable
 from god.boot import layout as L
+from god.devices import fwcfg, pci, pmtimer
 from god.memory import GuestMemory
 
 OEM_ID = b"GODVMM"
@@ -30,12 +31,12 @@ SDT_HEADER = struct.Struct("<4sIBB6s8sI4sI")  # 36 bytes (5.2.6)
 
 # PC fixed hardware (the ICH/PIIX4 ports QEMU's pc machine uses, 0x600..0x60b)
 PM_BASE = 0x600
-PM1A_EVT_BLK, PM1_EVT_LEN = PM_BASE, 4
-PM1A_CNT_BLK, PM1_CNT_LEN = PM_BASE + 4, 2
-PM_TMR_BLK, PM_TMR_LEN = PM_BASE + 8, 4
-PM_BLOCK_SIZE = 12
+PM1A_EVT_BLK, PM1_EVT_LEN = PM_BASE + pmtimer.R_PM1_STS, 4
+PM1A_CNT_BLK, PM1_CNT_LEN = PM_BASE + pmtimer.R_PM1_CNT, 2
+PM_TMR_BLK, PM_TMR_LEN = PM_BASE + pmtimer.R_PM_TMR, 4
 SCI_IRQ = 9                            # QEMU pc's SCI, level/active-high via an override
-RESET_PORT, RESET_VALUE = 0xCF9, 0x06  # the PC reset control register (devices/pci.py)
+RESET_PORT = pci.RESET_CONTROL         # the PC reset control register (devices/pci.py)
+RESET_VALUE = pci.RCR_SYS_RST | pci.RCR_RST_CPU  # 0x06: a full reset, as QEMU's FADT
 SLP_TYP_S5 = 5                         # the \_S5 package's SLP_TYPa value
 
 # FADT Flags (5.2.9, Table 5.10)
@@ -59,6 +60,7 @@ XAPIC_MAX_ID = 254  # 0xFF is broadcast: higher APIC IDs need x2APIC entries (5.
 
 RSDP_LEN = 36
 VIRTIO_HID = "LNRO0005"
+FWCFG_HID = "QEMU0002"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,12 @@ def build_dsdt(devices: list[MmioDevice]) -> bytes:
                                 aml.name("_UID", aml.integer(i)),
                                 aml.name("_CCA", aml.integer(1)),
                                 aml.name("_CRS", crs)))
+    # fw_cfg's ports, as QEMU's DSDT names them (docs/specs/fw_cfg.rst "ACPI Interface");
+    # _STA 0x0B: present, enabled, functioning, not shown in UI
+    nodes.append(aml.device("FWCF", aml.name("_HID", aml.string(FWCFG_HID)),
+                            aml.name("_STA", aml.integer(0x0B)),
+                            aml.name("_CRS", aml.resource_template(
+                                aml.io_port(fwcfg.PORT_BASE, fwcfg.PORT_SIZE)))))
     body = aml.scope("\\_SB", *nodes) + aml.name(
         "\\_S5", aml.package(*(aml.integer(v) for v in (SLP_TYP_S5, 0, 0, 0))))
     return sdt(b"DSDT", 2, body)

@@ -17,6 +17,7 @@ EXT_OP_PREFIX, DEVICE_OP = 0x5B, 0x82
 ROOT_CHAR, DUAL_NAME_PREFIX, MULTI_NAME_PREFIX = 0x5C, 0x2E, 0x2F
 
 # Resource descriptor tags (ACPI 6.5 section 6.4)
+IO_PORT_TAG = 0x47  # small item 0x08, length 7
 MEMORY32_FIXED_TAG = 0x86
 EXTENDED_IRQ_TAG = 0x89
 END_TAG = 0x79
@@ -111,6 +112,11 @@ def package(*elements: bytes) -> bytes:
 def memory32_fixed(base: int, size: int, writable: bool = True) -> bytes:
     """Memory32Fixed (6.4.3.4): tag, length 9, info (bit 0 = read-write), base, length."""
     return struct.pack("<BHBII", MEMORY32_FIXED_TAG, 9, 1 if writable else 0, base, size)
+
+
+def io_port(base: int, length: int, alignment: int = 1) -> bytes:
+    """I/O Port (6.4.2.5), 16-bit decode: min = max = base, alignment, length."""
+    return struct.pack("<BBHHBB", IO_PORT_TAG, 1, base, base, alignment, length)
 
 
 def extended_interrupt(gsi: int, *, edge: bool, active_low: bool, shared: bool = False) -> bytes:
