@@ -423,3 +423,51 @@ def test_dsdt_names_fw_cfg_ports_as_qemu0002() -> None:
     assert fw["_HID"] == "QEMU0002" and fw["_STA"] == 0x0B
     descs = resources(fw["_CRS"][1])  # type: ignore[index]
     assert descs[0] == (0x40, struct.pack("<BHHBB", 1, 0x510, 0x510, 1, 2))
+
+
+def _machine_tables(machine) -> dict[bytes, bytes]:  # type: ignore[no-untyped-def]
+    return tables(Image(machine.mem.read(L.ACPI_ADDR, L.ACPI_SIZE)))
+
+
+def test_machine_describes_attached_virtio_devices_as_the_tokens_do(kvm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The DSDT and the virtio_mmio.device= token describe the same window and GSI for each
+    attached device (docs/virtio.md), and the MADT has --cpus Local APICs."""
+    from god.boot import BootInputs
+    from god.machine import Machine, MachineConfig
+    from god.virtio.attach import attach
+    from god.virtio.blk import VirtioBlk
+
+    disk = tmp_path / "d.img"
+    disk.write_bytes(bytes(4096))
+    with Machine(MachineConfig(mem_mib=16, cpus=2)) as m:
+        tokens = [attach(m, VirtioBlk(disk, read_only=True))[1] for _ in range(2)]
+        m.load(BootInputs(b"\xf4"), flat_addr=0x100000)
+        t = _machine_tables(m)
+        devs = aml_devices(t[b"DSDT"][36:])
+        for i, tok in enumerate(tokens):
+            size, rest = tok.removeprefix("virtio_mmio.device=").split("@")
+            base, gsi = rest.split(":")
+            descs = resources(devs[f"\\_SB_.VR{i:02d}"]["_CRS"][1])  # type: ignore[index]
+            assert struct.unpack("<BII", descs[0][1])[1:] == (int(base, 16), int(size))
+            assert struct.unpack("<BBI", descs[1][1])[2] == int(gsi)
+        madt = t[b"APIC"]
+        assert sum(1 for off in _madt_offsets(madt) if madt[off] == 0) == 2
+
+
+def _madt_offsets(madt: bytes) -> list[int]:
+    out, off = [], 44
+    while off < len(madt):
+        out.append(off)
+        off += madt[off + 1]
+    return out
+
+
+def test_no_acpi_leaves_no_rsdp(kvm) -> None:  # type: ignore[no-untyped-def]
+    """`god run --no-acpi`: nothing in the BIOS area an OS would take for an RSDP."""
+    from god.boot import BootInputs
+    from god.machine import Machine, MachineConfig
+
+    with Machine(MachineConfig(mem_mib=16, acpi=False)) as m:
+        m.load(BootInputs(b"\xf4"), flat_addr=0x100000)
+        area = m.mem.read(0xE0000, 0x20000)
+        assert b"RSD PTR " not in area
