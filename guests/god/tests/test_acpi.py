@@ -471,3 +471,14 @@ def test_no_acpi_leaves_no_rsdp(kvm) -> None:  # type: ignore[no-untyped-def]
         m.load(BootInputs(b"\xf4"), flat_addr=0x100000)
         area = m.mem.read(0xE0000, 0x20000)
         assert b"RSD PTR " not in area
+
+
+def test_machine_fw_cfg_cpu_counts_follow_cpus(kvm) -> None:  # type: ignore[no-untyped-def]
+    """QEMU sets FW_CFG_NB_CPUS to the boot CPUs and FW_CFG_MAX_CPUS to -smp maxcpus, which
+    is the CPU count when nothing is hot-pluggable (god has no CPU hotplug)."""
+    from god.machine import Machine, MachineConfig
+
+    with Machine(MachineConfig(mem_mib=16, cpus=3)) as m:
+        for key in (0x05, 0x0F):
+            m.fwcfg.write(0, 2, key)
+            assert m.fwcfg.read(1, 1) | m.fwcfg.read(1, 1) << 8 == 3

@@ -135,7 +135,8 @@ class Machine:
         fw_cfg, PCI configuration mechanism #1 with a host bridge (and the 0xcf9 reset
         register), the ACPI PM registers the FADT points at (boot/acpi.py)."""
         t = stderr_trace if trace else None
-        self.fwcfg = fwcfg.FwCfg(self.mem_bytes, self.config.cpus, self.kvm.max_vcpus(),
+        # MAX_CPUS is QEMU's -smp maxcpus (hot-pluggable bound): god has no CPU hotplug
+        self.fwcfg = fwcfg.FwCfg(self.mem_bytes, self.config.cpus, self.config.cpus,
                                  L.memory_map(self.mem_bytes), t)
         self.pci = pci.PciHost(lambda: self._on_reset("the reset control register (port 0xcf9)"),
                                t)

@@ -3,7 +3,8 @@ selector at 0x510 (16-bit write, little-endian), data at 0x511 (8-bit reads). No
 interface (FW_CFG_ID bit 1 clear, nothing at 0x514).
 
 Items: signature "QEMU" (0x0000), ID (0x0001), UUID (0x0002, zeros), RAM_SIZE (0x0003),
-NB_CPUS (0x0005), MAX_CPUS (0x000f), the file directory (0x0019, big-endian) and the files
+NB_CPUS (0x0005), MAX_CPUS (0x000f: QEMU's -smp maxcpus, the bound for hot-plugged CPUs),
+the file directory (0x0019, big-endian) and the files
 from 0x0020 on (etc/e820). As in QEMU, selecting a key god lacks reads as zeros, and so does
 reading past an item's end; data-port writes are ignored (as QEMU >= 2.4 does).
 """
