@@ -10,6 +10,7 @@ PACKAGES=(
   qemu-system-x86 busybox-static e2fsprogs cpio xz-utils zstd
   cargo librust-serde-json-dev
   chromium
+  acpica-tools
 
 )
 
@@ -20,7 +21,7 @@ done
 # Tools may also come from elsewhere (pyenv Python, rustup): only ask for what is really absent.
 declare -A provides=([python3]=python3 [gcc]=gcc [g++]=g++
                      [make]=make [cmake]=cmake [binutils]=ld [qemu-system-x86]=qemu-system-x86_64
-                     [busybox-static]=busybox [e2fsprogs]=mke2fs [cpio]=cpio [xz-utils]=xz [zstd]=zstd
+                     [busybox-static]=busybox [e2fsprogs]=mke2fs [acpica-tools]=iasl [cpio]=cpio [xz-utils]=xz [zstd]=zstd
                     )
 still_missing=()
 for pkg in "${missing[@]}"; do

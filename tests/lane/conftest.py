@@ -22,6 +22,12 @@ from pytest_vmm.hypervisors import lane
 REPO = Path(__file__).resolve().parents[2]
 GOD_DIR = REPO / "guests" / "god"
 LINUX_MARKER = "@@linux-on-god initramfs reached"
+# What Linux on god prints from the virtio-blk disk it found through ACPI and mounted
+DISK_MARKER_PREFIX = "@@linux-on-god disk says: "
+DISK_MARKER_FILE = "marker.txt"
+DISK_MARKER = "god-virtio-blk-via-acpi"
+# Modules (with their dependencies) for a virtio-mmio disk with ext2 on it
+LINUX_DISK_MODULES = ("virtio_mmio", "virtio_blk", "crc32c_generic", "ext4")
 # Generous: TCG on a shared 2-core machine; the lane reports its own timings.
 LINUX_TIMEOUT_S = 240
 GOD_SUITE_TIMEOUT_S = 900
@@ -50,21 +56,36 @@ def inner_god_tests() -> list[str]:
     return [line.strip() for line in res.stdout.splitlines() if "::" in line and not line.startswith(" ")]
 
 
-def linux_initramfs() -> bytes:
-    """BusyBox initramfs for Linux on god: prints the marker, leaves through god's exit port."""
+def linux_initramfs(kernel_dir: Path) -> bytes:
+    """BusyBox initramfs for Linux on god: prints the marker, loads the virtio and ext4
+    modules, mounts the virtio-blk disk god describes only in ACPI (no virtio_mmio.device=
+    words) and prints its marker file, then leaves through god's exit port."""
+    import json
+
     tree = lane.initramfs_module().Tree()
     tree.copy("bin/busybox", Path("/bin/busybox"))
-    for applet in ("sh", "mount", "cat", "dd", "printf", "echo"):
+    for applet in ("sh", "mount", "cat", "dd", "printf", "echo", "insmod", "ls", "sleep", "grep"):
         tree.symlink(f"bin/{applet}", "busybox")
-    for d in ("proc", "dev", "sys"):
+    for d in ("proc", "dev", "sys", "mnt", "lib", "lib/modules"):
         tree.dir(d)
     tree.chardev("dev/console", 5, 1)
+    order = json.loads((kernel_dir / "kernel.json").read_text())["load_order"]
+    for name in order:
+        tree.copy(f"lib/modules/{name}.ko", kernel_dir / "modules" / f"{name}.ko")
     tree.file("init", (
         "#!/bin/sh\n"
         "mount -t proc proc /proc\n"
+        "mount -t sysfs sys /sys\n"
         "mount -t devtmpfs dev /dev\n"
         "read up _ </proc/uptime\n"
         f'echo "{LINUX_MARKER} uptime=$up release=$(cat /proc/sys/kernel/osrelease)"\n'
+        f"for m in {' '.join(order)}; do insmod /lib/modules/$m.ko || echo \"insmod $m failed\"; done\n"
+        "i=0; while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done\n"
+        'echo "@@linux-on-god acpi devices: $(ls /sys/bus/acpi/devices | grep LNRO)"\n'
+        'echo "@@linux-on-god cmdline: $(cat /proc/cmdline)"\n'
+        "if mount -t ext2 -o ro /dev/vda /mnt; then\n"
+        f'  echo "{DISK_MARKER_PREFIX}$(cat /mnt/{DISK_MARKER_FILE})"\n'
+        "else echo \"@@linux-on-god: mounting /dev/vda failed\"; ls /dev; fi\n"
         # god's exit port (isa-debug-exit semantics): value 0 -> god exits with status 1
         "printf '\\000' | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null\n"
         'echo "linux-on-god: the exit port did not stop god"\n'
@@ -73,10 +94,22 @@ def linux_initramfs() -> bytes:
 
 
 def debian_vmlinuz(out: Path) -> Path:
-    """Debian's kernel from guests/linux (the one unpacker); no modules needed here."""
-    subprocess.run([sys.executable, str(REPO / "guests" / "linux" / "build.py"), "--out", str(out), "--only"],
-                   check=True, capture_output=True, timeout=1800)
+    """Debian's kernel from guests/linux (the one unpacker), with LINUX_DISK_MODULES."""
+    mods = [a for m in LINUX_DISK_MODULES for a in ("--module", m)]
+    subprocess.run([sys.executable, str(REPO / "guests" / "linux" / "build.py"), "--out", str(out), "--only",
+                    *mods], check=True, capture_output=True, timeout=1800)
     return out / "vmlinuz"
+
+
+def marker_disk(out: Path) -> Path:
+    """A small ext2 image holding DISK_MARKER_FILE (mke2fs -d: no root, no loop device)."""
+    stage = out.with_suffix(".d")
+    stage.mkdir(parents=True, exist_ok=True)
+    (stage / DISK_MARKER_FILE).write_text(DISK_MARKER + "\n")
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext2", "-d", str(stage), str(out), "2M"],
+                   check=True, capture_output=True, timeout=60,
+                   env={**os.environ, "PATH": os.environ.get("PATH", "") + ":/sbin:/usr/sbin"})
+    return out
 
 
 @dataclass
@@ -108,8 +141,9 @@ def lane_boot(request: pytest.FixtureRequest, lane_available: None,
     script = [lane.EMIT_SECTION, 'up() { read u _ </proc/uptime; echo "$u"; }\n']
     if "linux" in parts:
         files["lane/guest/vmlinuz"] = debian_vmlinuz(work / "kernel")
-        (work / "linux-initramfs.cpio.gz").write_bytes(linux_initramfs())
+        (work / "linux-initramfs.cpio.gz").write_bytes(linux_initramfs(work / "kernel"))
         files["lane/guest/linux-initramfs.cpio.gz"] = work / "linux-initramfs.cpio.gz"
+        files["lane/guest/disk.ext2"] = marker_disk(work / "disk.ext2")
         append = "console=ttyS0 tsc=reliable panic=-1 loglevel=4"
         if host.cpu_khz:
             append += f" tsc_early_khz={host.cpu_khz}"
@@ -117,6 +151,8 @@ def lane_boot(request: pytest.FixtureRequest, lane_available: None,
             'echo "@@lane-part linux start=$(up)"\n'
             f"timeout {LINUX_TIMEOUT_S} python3 -u -m god run /lane/guest/vmlinuz"
             " --initrd /lane/guest/linux-initramfs.cpio.gz --mem 256 --cpus 1 --serial stdio"
+            # the disk is announced only by god's ACPI DSDT (LNRO0005), not on the command line
+            " --disk /lane/guest/disk.ext2,ro --virtio-cmdline off"
             f" --append '{append}' </dev/null\n"
             'echo "@@lane-part-end linux status=$? end=$(up)"\n')
     if "godtests" in parts:

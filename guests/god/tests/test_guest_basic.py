@@ -103,11 +103,11 @@ int main(void) {
     static const char msg[] = "rep-outsb\n";
     u16 buf[4];
     __asm__ volatile("rep outsb" :: "S"(msg), "c"(sizeof(msg) - 1), "d"(0x3f8) : "memory");
-    __asm__ volatile("rep insw" :: "D"(buf), "c"(4), "d"(0x510) : "memory");
-    u32 l = inl(0x514);
-    u8 b = inb(0x517);
-    outw(0x512, 0xbeef);
-    outl(0x514, 0x12345678);
+    __asm__ volatile("rep insw" :: "D"(buf), "c"(4), "d"(0x530) : "memory");
+    u32 l = inl(0x534);
+    u8 b = inb(0x537);
+    outw(0x532, 0xbeef);
+    outl(0x534, 0x12345678);
     return (buf[0] == 0x1000 && buf[1] == 0x1001 && buf[2] == 0x1002 && buf[3] == 0x1003
             && l == 0x2004 && b == 0x07) ? 1 : 2;
 }
@@ -136,7 +136,7 @@ class PortDev:
 
 def test_port_io_sizes_and_rep_string_io(kvm, gcc, tmp_path):
     dev = PortDev()
-    r = run_guest(build_c64(tmp_path, REP_C, "rep"), setup=lambda m: m.pio.register(0x510, 8, dev))
+    r = run_guest(build_c64(tmp_path, REP_C, "rep"), setup=lambda m: m.pio.register(0x530, 8, dev))
     assert r.output == b"rep-outsb\n"
     assert r.result.status == 3, (r.result, dev.log)
     assert dev.log[-2:] == [("w", 2, 2, 0xBEEF), ("w", 4, 4, 0x12345678)]

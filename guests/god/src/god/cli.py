@@ -5,6 +5,7 @@
                  [--serial stdio|unix:PATH|file:PATH|none]
                  [--flat-addr ADDR --flat-mode 16|32|64] [--trace-unassigned]
                  [--disk PATH[,ro]]... [--vsock-uds PATH [--vsock-cid N]]
+                 [--no-acpi] [--virtio-cmdline on|off]
 
 Exit status of `run`: the guest's exit-port status ((value << 1) | 1, always odd), 0 on a
 clean shutdown or when stopped by SIGINT/SIGTERM, and an even status with a message on stderr
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="initrd / modules: 'FILE[ ARGS][,FILE2[ ARGS]]' (QEMU syntax)")
     run.add_argument("--append", default="", help="kernel command line")
     run.add_argument("--mem", type=int, default=128, metavar="MiB", help="guest RAM (default 128)")
-    run.add_argument("--cpus", type=int, default=1, help="vCPUs (default 1; PVM allows 2)")
+    run.add_argument("--cpus", type=int, default=1, help="vCPUs (default 1; up to KVM_CAP_MAX_VCPUS)")
     run.add_argument("--serial", default="stdio",
                      help="console: stdio (default), unix:PATH (god listens), file:PATH, none")
     run.add_argument("--flat-addr", type=_int, default=None, metavar="ADDR",
@@ -51,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="virtio-vsock with Firecracker's hybrid host socket at PATH")
     run.add_argument("--vsock-cid", type=int, default=3, metavar="N",
                      help="guest CID of the vsock device (default 3, must be >= 3)")
+    run.add_argument("--no-acpi", dest="acpi", action="store_false",
+                     help="write no ACPI tables (the MP table stays)")
+    run.add_argument("--virtio-cmdline", choices=("on", "off"), default="on",
+                     help="append virtio_mmio.device= tokens to the command line (default on; "
+                          "the devices are in the ACPI DSDT either way)")
     return p
 
 
@@ -117,6 +123,8 @@ def _add_virtio(machine, a: argparse.Namespace) -> str:  # type: ignore[no-untyp
         tokens.append(attach(machine, VirtioBlk(path, read_only=ro))[1])
     if a.vsock_uds:
         tokens.append(attach(machine, VirtioVsock(a.vsock_uds, a.vsock_cid))[1])
+    if a.virtio_cmdline == "off":
+        tokens = []
     return " ".join([a.append] + tokens if a.append else tokens)
 
 
@@ -138,9 +146,9 @@ def _run(a: argparse.Namespace) -> int:
     machine = None
     try:
         machine = Machine(MachineConfig(mem_mib=a.mem, cpus=a.cpus, console=console,
-                                        trace_unassigned=a.trace_unassigned))
-        machine.load(BootInputs(kernel, _add_virtio(machine, a), modules), a.flat_addr,
-                     a.flat_mode)
+                                        trace_unassigned=a.trace_unassigned, acpi=a.acpi))
+        machine.load(BootInputs(kernel, _add_virtio(machine, a), modules, kernel_path=a.kernel),
+                     a.flat_addr, a.flat_mode)
     except (KvmError, LoaderError, ValueError, MemoryError, OSError) as e:
         console.close()
         if machine is not None:

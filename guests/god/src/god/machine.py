@@ -13,9 +13,10 @@ import signal
 import threading
 from dataclasses import dataclass, field
 
-from god.boot import BootInputs, EntryState, load_kernel, mptable
+from god.boot import BootInputs, EntryState, acpi, load_kernel, mptable
 from god.boot import layout as L
 from god.boot.cpu import apply as apply_entry
+from god.devices import fwcfg, pci, pmtimer
 from god.devices.bus import Bus, Device, stderr_trace
 from god.devices.cmos import CMOS_BASE, Cmos
 from god.devices.console import Console, NullConsole
@@ -44,6 +45,7 @@ class MachineConfig:
     cpus: int = 1
     console: Console = field(default_factory=NullConsole)
     trace_unassigned: bool = False
+    acpi: bool = True  # write ACPI tables (boot/acpi.py) at load()
 
 
 class _Shifted:
@@ -117,14 +119,32 @@ class Machine:
         self.pio.register(DATA_PORT, 1, self.i8042)
         self.pio.register(STATUS_PORT, 1, _Shifted(self.i8042, STATUS_PORT - DATA_PORT))
         self.pio.register(0x80, 1, _Sink())
+        self._add_pc_conventions(config.trace_unassigned)
         cpuid = self.kvm.supported_cpuid()
         self.virtio: list = []  # virtio-mmio transports (god.virtio.attach), closed first
+        self.virtio_slots: list[acpi.MmioDevice] = []  # their windows and GSIs, for ACPI
         self.runners: list[VcpuRunner] = []
         for i in range(config.cpus):
             vcpu = self.vm.create_vcpu(i)
             self._set_cpuid(vcpu, cpuid, i, config.cpus, self.kvm.flavour == "pvm")
             self.runners.append(VcpuRunner(vcpu, self.pio, self.mmio, self.mem,
                                            self.request_stop, self.kvm.flavour))
+
+    def _add_pc_conventions(self, trace: bool) -> None:
+        """What kernels written for QEMU's pc/microvm expect besides the classic devices:
+        fw_cfg, PCI configuration mechanism #1 with a host bridge (and the 0xcf9 reset
+        register), the ACPI PM registers the FADT points at (boot/acpi.py)."""
+        t = stderr_trace if trace else None
+        # MAX_CPUS is QEMU's -smp maxcpus (hot-pluggable bound): god has no CPU hotplug
+        self.fwcfg = fwcfg.FwCfg(self.mem_bytes, self.config.cpus, self.config.cpus,
+                                 L.memory_map(self.mem_bytes), t)
+        self.pci = pci.PciHost(lambda: self._on_reset("the reset control register (port 0xcf9)"),
+                               t)
+        self.acpi_pm = pmtimer.AcpiPm(lambda typ: self.request_stop(
+            VmExit(STATUS_OK, "", "poweroff")), acpi.SLP_TYP_S5, t)
+        self.pio.register(fwcfg.PORT_BASE, fwcfg.PORT_SIZE, self.fwcfg)
+        self.pio.register(pci.PORT_BASE, pci.PORT_SIZE, self.pci)
+        self.pio.register(acpi.PM_BASE, pmtimer.SIZE, self.acpi_pm)
 
     # --- wiring for devices ---------------------------------------------------------------
     def irq_line(self, gsi: int) -> KvmIrqLine:
@@ -147,7 +167,7 @@ class Machine:
             e = cpuid.entries[j]
             if e.function == 1:
                 # EBX[31:24] initial APIC ID, EBX[23:16] logical processors per package.
-                e.ebx = (e.ebx & 0x0000FFFF) | (index << 24) | (cpus << 16)
+                e.ebx = (e.ebx & 0x0000FFFF) | ((index & 0xFF) << 24) | (min(cpus, 0xFF) << 16)
                 e.edx = (e.edx | CPUID1_EDX_HTT) if cpus > 1 else (e.edx & ~CPUID1_EDX_HTT)
                 if pvm:
                     e.ecx &= ~CPUID1_ECX_CX16
@@ -169,6 +189,8 @@ class Machine:
         inputs.mem_bytes = self.mem_bytes
         fmt, entry = load_kernel(self.mem, inputs, flat_addr, flat_mode)
         mptable.write(self.mem, self.config.cpus)
+        if self.config.acpi:
+            acpi.write(self.mem, self.config.cpus, self.virtio_slots)
         self.set_entry(entry)
         return fmt
 
@@ -181,10 +203,9 @@ class Machine:
         vcpu.set_regs(regs)
 
     # --- run and stop -----------------------------------------------------------------------
-    def _on_reset(self) -> None:
+    def _on_reset(self, how: str = "the i8042 reset line (e.g. 0xFE to port 0x64)") -> None:
         self.request_stop(VmExit(STATUS_GUEST_RESET,
-                                 "guest reset via the i8042 reset line (e.g. 0xFE to port 0x64); "
-                                 "god does not reboot guests", "reset"))
+                                 f"guest reset via {how}; god does not reboot guests", "reset"))
 
     def request_stop(self, result: VmExit) -> None:
         """Record why we stop (the first reason wins) and interrupt every vCPU. Any thread;

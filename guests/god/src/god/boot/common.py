@@ -22,6 +22,7 @@ class BootInputs:
     cmdline: str = ""
     modules: list[Module] = field(default_factory=list)
     mem_bytes: int = 128 << 20
+    kernel_path: str = ""  # as given to `god run`: multiboot's argv[0] (boot/multiboot.py)
 
 
 def write_cmdline(mem: GuestMemory, cmdline: str, limit: int = L.CMDLINE_MAX) -> int:

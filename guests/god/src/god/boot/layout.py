@@ -7,6 +7,7 @@
   0x0009f000  initial stack top for flat binaries
   0x0009fc00  EBDA (reserved in the memory map)
   0x000a0000  legacy VGA/ROM hole (RAM here, reserved in the memory map from 0xf0000)
+  0x000f0000  ACPI tables, RSDP first (boot/acpi.py): in the BIOS area an OS scans, reserved
   0x00020000  command line (up to 64 KiB) and module strings
   0x00100000  kernel load address (1 MiB) unless the image asks for another
   ...         RAM up to min(mem, 3 GiB); initrd / PVH modules at the top of it
@@ -28,6 +29,8 @@ EBDA_ADDR = 0x9FC00
 CMDLINE_ADDR = 0x20000
 CMDLINE_MAX = 0x10000
 KERNEL_ADDR = 0x100000
+ACPI_ADDR = 0xF0000   # the reserved 0xF0000-0xFFFFF entry of memory_map()
+ACPI_SIZE = 0x10000
 LOW_RAM_LIMIT = 3 << 30
 HIGH_RAM_BASE = 4 << 30
 MMIO_BASE = 0xD0000000

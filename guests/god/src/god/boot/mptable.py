@@ -2,7 +2,8 @@
 no ACPI tables, as here) find the vCPUs, the IOAPIC and how ISA IRQs reach it.
 
 Placed in the EBDA (0x9fc00, reserved in the memory map), one of the three places Linux's
-mpparse scans. ISA IRQ n is wired to IOAPIC pin n: that is KVM's default GSI routing.
+mpparse scans. ISA IRQ n is wired to IOAPIC pin n (IRQ0 to PIT_GSI): that is KVM's default GSI
+routing. The ACPI MADT (boot/acpi.py) describes the same routing and IOAPIC ID.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ MPC_ADDR = L.EBDA_ADDR + 16
 APIC_VERSION, IOAPIC_VERSION = 0x14, 0x11
 CPU_ENABLED, CPU_BSP = 1, 2
 MP_IRQ_INT, MP_IRQ_NMI, MP_IRQ_EXTINT = 0, 1, 3
+PIT_GSI = 0          # the IOAPIC pin ISA IRQ0 (the PIT) reaches; one source for MP table and MADT
+MAX_MP_CPUS = 254    # 8-bit APIC IDs, 0xFF is broadcast, and the IOAPIC takes the next ID
+
+
+def ioapic_id(ncpus: int) -> int:
+    """The IOAPIC's ID: the first one after the vCPUs' APIC IDs (as SeaBIOS numbers it)."""
+    return min(ncpus, MAX_MP_CPUS)
 
 
 def _checksum(data: bytes) -> int:
@@ -24,19 +32,23 @@ def _checksum(data: bytes) -> int:
 
 
 def build(ncpus: int) -> tuple[bytes, bytes]:
-    """(floating pointer, configuration table)."""
-    ioapic_id = ncpus
+    """(floating pointer, configuration table). Beyond MAX_MP_CPUS vCPUs only the MADT's
+    x2APIC entries can describe the rest."""
+    ioapic = ioapic_id(ncpus)
+    ncpus = min(ncpus, MAX_MP_CPUS)
     entries = b""
     for i in range(ncpus):
         flags = CPU_ENABLED | (CPU_BSP if i == 0 else 0)
         entries += struct.pack("<BBBBII8x", 0, i, APIC_VERSION, flags, 0x600, 0x201)
     entries += struct.pack("<BB6s", 1, 0, b"ISA   ")
-    entries += struct.pack("<BBBBI", 2, ioapic_id, IOAPIC_VERSION, 1, L.IOAPIC_ADDR)
-    for irq in range(16):
-        entries += struct.pack("<BBHBBBB", 3, MP_IRQ_INT, 0, 0, irq, ioapic_id, irq)
+    entries += struct.pack("<BBBBI", 2, ioapic, IOAPIC_VERSION, 1, L.IOAPIC_ADDR)
+    isa_irqs = [irq for irq in range(16) if irq == 0 or irq != PIT_GSI]  # IRQ0 takes its pin
+    for irq in isa_irqs:
+        pin = PIT_GSI if irq == 0 else irq
+        entries += struct.pack("<BBHBBBB", 3, MP_IRQ_INT, 0, 0, irq, ioapic, pin)
     entries += struct.pack("<BBHBBBB", 4, MP_IRQ_EXTINT, 0, 0, 0, 0xFF, 0)
     entries += struct.pack("<BBHBBBB", 4, MP_IRQ_NMI, 0, 0, 0, 0xFF, 1)
-    count = ncpus + 1 + 1 + 16 + 2
+    count = ncpus + 1 + 1 + len(isa_irqs) + 2
     header = bytearray(struct.pack("<4sHBB8s12sIHHIHBB", b"PCMP", 44 + len(entries), 4, 0,
                                    b"GOD     ", b"GODVMM      ", 0, 0, count, L.LAPIC_ADDR,
                                    0, 0, 0))

@@ -2,6 +2,10 @@
 either an ELF loaded by physical address or the a.out kludge (flag 16) giving load and entry
 addresses. Modules go page-aligned after the kernel; each module's string is its command
 line. The kernel starts in 32-bit protected mode with EAX=0x2BADB002, EBX=&multiboot_info.
+
+The kernel's command line (multiboot spec 0.6.96 section 3.3, `cmdline`) starts with the
+kernel image's path, then the user's arguments, as QEMU ("%s %s" of -kernel and -append) and
+GRUB ("multiboot PATH ARGS") both pass it: kernels take argv[0] from it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ def find_header(data: bytes) -> tuple[int, int] | None:
         if magic == HEADER_MAGIC and (magic + flags + csum) & 0xFFFFFFFF == 0:
             return off, flags
     return None
+
+
+def kernel_cmdline(inp: BootInputs) -> str:
+    """'PATH ARGS' (QEMU's exact form, so 'PATH ' with no arguments); only ARGS when the
+    caller gave no path (god used as a library)."""
+    return f"{inp.kernel_path} {inp.cmdline}" if inp.kernel_path else inp.cmdline
 
 
 def load_multiboot(mem: GuestMemory, inp: BootInputs) -> EntryState:
@@ -70,8 +80,9 @@ def load_multiboot(mem: GuestMemory, inp: BootInputs) -> EntryState:
 
     info = L.BOOT_INFO_ADDR
     mem.fill(info, L.BOOT_INFO_SIZE)
-    cmdline = write_cmdline(mem, inp.cmdline)
-    strings = StringArea(mem, L.CMDLINE_ADDR + len(inp.cmdline.encode()) + 1,
+    text = kernel_cmdline(inp)
+    cmdline = write_cmdline(mem, text)
+    strings = StringArea(mem, L.CMDLINE_ADDR + len(text.encode()) + 1,
                          L.CMDLINE_ADDR + L.CMDLINE_MAX)
     pos = L.align_up(kernel_end, L.PAGE)
     for i, m in enumerate(inp.modules):

@@ -80,13 +80,11 @@ class Kvm:
         """How many vCPUs god lets a VM have.
 
         KVM_CAP_MAX_VCPUS is the hard limit and KVM_CAP_NR_VCPUS only a recommendation (the
-        host's CPU count) — except under PVM, whose MAX (1024) is not real: there NR (2) is
-        what works. Inside a 1-CPU SVM lane NR is 1 but 2 vCPUs run fine (time-shared).
+        host's CPU count; vCPUs beyond it are time-shared). PVM too runs more than its NR (2):
+        QEMU boots -smp 4 there (PLATFORM.md, "KVM capabilities measured").
         """
         recommended = self.check_extension(9)
         hard = self.check_extension(66)
-        if self.flavour == "pvm":
-            return recommended or 2
         return hard or recommended or 4
 
     def supported_cpuid(self) -> ctypes.Structure:

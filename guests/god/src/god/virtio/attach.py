@@ -1,13 +1,17 @@
 """Putting virtio-mmio devices into a god Machine, and announcing them to the guest.
 
 Each device gets a 4 KiB-aligned slot in the MMIO window (only the first 0x200 bytes are
-registers), a GSI from VIRTIO_GSIS, an ioeventfd per queue on QueueNotify, and a token
+registers), a GSI from VIRTIO_GSIS, an ioeventfd per queue on QueueNotify, an entry in the
+ACPI DSDT (boot/acpi.py: _HID "LNRO0005" with the window and the GSI, as QEMU's microvm), and
+a token
 
     virtio_mmio.device=<size>@<addr>:<gsi>
 
-for the kernel command line. That token is the table by which guests find the devices:
-Linux parses it natively (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES), and our own kernels parse
-the same token (docs/virtio.md). Devices are numbered in command-line order.
+for the kernel command line. Guests find the devices by either table: Debian's kernel by
+ACPI (it lacks CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES), our own kernels by the token
+(docs/virtio.md). A Linux with both would see each device twice (the second probe fails
+with EBUSY), so `god run --virtio-cmdline off` leaves the tokens out. Devices are numbered
+in command-line order.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from god.boot.acpi import MmioDevice
 from god.kvm import KvmError
 from god.virtio.device import VirtioDevice
 from god.virtio.mmio import MMIO_SLOT_SIZE, R_QUEUE_NOTIFY, VirtioMmio
@@ -24,8 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("god.virtio")
 
-# ISA-range GSIs no god device uses (0 PIT, 1 keyboard, 4 COM1, 8 RTC, 12 mouse).
-VIRTIO_GSIS = (5, 6, 7, 9, 10, 11, 14, 15)
+# ISA-range GSIs no god device uses (0 PIT, 1 keyboard, 4 COM1, 8 RTC, 9 ACPI SCI, 12 mouse;
+# 3 is COM2's, which god does not have).
+VIRTIO_GSIS = (5, 6, 7, 10, 11, 14, 15, 3)
 
 
 def attach(machine: Machine, device: VirtioDevice) -> tuple[VirtioMmio, str]:
@@ -47,6 +53,7 @@ def attach(machine: Machine, device: VirtioDevice) -> tuple[VirtioMmio, str]:
     t = VirtioMmio(device, machine.mem, machine.irq_line(gsi), ioeventfd)
     machine.mmio.register(base, MMIO_SLOT_SIZE, t)
     transports.append(t)
+    machine.virtio_slots.append(MmioDevice(base, MMIO_SLOT_SIZE, gsi))
     return t, f"virtio_mmio.device={MMIO_SLOT_SIZE}@{base:#x}:{gsi}"
 
 
