@@ -1,0 +1,100 @@
+"""The two interrupt-controller set-ups a god Machine can have (`god run --irqchip`).
+
+- `split` (the default): KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP, 24) before any vCPU exists,
+  so only the local APICs stay in KVM. god's own 8259 pair, 82093AA IOAPIC and 8254 PIT
+  (god.devices.pic/ioapic/pit) sit on its buses; the IOAPIC delivers by KVM_SIGNAL_MSI and
+  mirrors its redirection table into KVM's GSI routing (MSI routes on GSI 0-23), which is
+  how KVM knows which vectors are level-triggered and must exit with KVM_EXIT_IOAPIC_EOI.
+  The master 8259's INT reaches the BSP as KVM_INTERRUPT, issued by the BSP's own thread
+  when kvm_run says it is ready (else it asks for an interrupt window).
+- `kernel`: KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2, everything in the host kernel; device
+  lines are KVM_IRQ_LINE on the GSI.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from god.boot import layout as L
+from god.devices.bus import Bus
+from god.devices.diag import Diag
+from god.devices.ioapic import IOAPIC_PINS, IOAPIC_WINDOW, Ioapic
+from god.devices.irq import GsiLine, IrqLine, IsaIrqRouter, KvmIrqLine, PulseLine
+from god.devices.pic import ELCR_BASE, MASTER_BASE, SLAVE_BASE, DualPic
+from god.devices.pit import PIT_BASE, PIT_IRQ, PIT_PORTS, PORT_B, Pit
+from god.kvm.system import VmFd
+
+if TYPE_CHECKING:
+    from god.vcpu.runner import VcpuRunner
+
+IRQCHIPS = ("split", "kernel")
+
+
+class KernelIrqchip:
+    """Today's path: the host kernel's PIC, IOAPIC and PIT."""
+
+    kind = "kernel"
+
+    def __init__(self, vm: VmFd) -> None:
+        self.vm = vm
+        vm.create_irqchip()
+        vm.create_pit2()
+
+    def line(self, gsi: int) -> IrqLine:
+        return KvmIrqLine(self.vm.irq_line, gsi)
+
+    def attach(self, runners: list[VcpuRunner]) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class SplitIrqchip:
+    """LAPIC in KVM; PIC, IOAPIC and PIT are god's."""
+
+    kind = "split"
+
+    def __init__(self, vm: VmFd, pio: Bus, mmio: Bus, ioapic_id: int, diag: Diag) -> None:
+        self.vm = vm
+        vm.enable_split_irqchip(IOAPIC_PINS)
+        self.bsp: VcpuRunner | None = None
+        self.pic = DualPic(self._pic_int, diag)
+        self.ioapic = Ioapic(self._send_msi, vm.set_msi_routes, ioapic_id, diag)
+        self.ioapic.extint_vector = lambda: self.pic.acknowledge() if self.pic.output else None
+        self.router = IsaIrqRouter(self.pic, self.ioapic)
+        self.pit = Pit(PulseLine(self.router, PIT_IRQ), diag=diag)
+        self.ioapic.reset_routes()
+        pio.register(MASTER_BASE, 2, self.pic.master_port)
+        pio.register(SLAVE_BASE, 2, self.pic.slave_port)
+        pio.register(ELCR_BASE, 2, self.pic.elcr_port)
+        pio.register(PIT_BASE, PIT_PORTS, self.pit)
+        pio.register(PORT_B, 1, self.pit.port_b)
+        mmio.register(L.IOAPIC_ADDR, IOAPIC_WINDOW, self.ioapic)
+
+    def _send_msi(self, address: int, data: int) -> bool:
+        return self.vm.signal_msi(address, data) > 0
+
+    def _pic_int(self, level: bool) -> None:
+        bsp = self.bsp
+        if bsp is not None:
+            bsp.request_extint(level)
+
+    def line(self, gsi: int) -> IrqLine:
+        return GsiLine(self.router, gsi)
+
+    def attach(self, runners: list[VcpuRunner]) -> None:
+        for r in runners:
+            r.on_eoi = self.ioapic.eoi
+        self.bsp = runners[0]
+        runners[0].pic_ack = self.pic.acknowledge
+        runners[0].request_extint(self.pic.output)
+
+    def start(self) -> None:
+        self.pit.start()
+
+    def stop(self) -> None:
+        self.pit.stop()
