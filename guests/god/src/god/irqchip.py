@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from god.boot import layout as L
 from god.devices.bus import Bus
 from god.devices.diag import Diag
-from god.devices.ioapic import IOAPIC_PINS, IOAPIC_WINDOW, Ioapic
-from god.devices.irq import GsiLine, IrqLine, IsaIrqRouter, KvmIrqLine, PulseLine
+from god.devices.ioapic import IOAPIC_PINS, IOAPIC_WINDOW, Ioapic, entry_msi
+from god.devices.irq import GsiLine, IrqLine, IsaIrqRouter, KvmIrqLine
 from god.devices.pic import ELCR_BASE, MASTER_BASE, SLAVE_BASE, DualPic
 from god.devices.pit import PIT_BASE, PIT_IRQ, PIT_PORTS, PORT_B, Pit
 from god.kvm.system import VmFd
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from god.vcpu.runner import VcpuRunner
 
 IRQCHIPS = ("split", "kernel")
+MSI_DM_REMOTE_READ = 3 << 8  # MSI data: delivery mode 011
 
 
 class KernelIrqchip:
@@ -58,7 +59,8 @@ class SplitIrqchip:
 
     kind = "split"
 
-    def __init__(self, vm: VmFd, pio: Bus, mmio: Bus, ioapic_id: int, diag: Diag) -> None:
+    def __init__(self, vm: VmFd, pio: Bus, mmio: Bus, ioapic_id: int, diag: Diag,
+                 nudge_eois: bool = False) -> None:
         self.vm = vm
         vm.enable_split_irqchip(IOAPIC_PINS)
         self.bsp: VcpuRunner | None = None
@@ -66,7 +68,12 @@ class SplitIrqchip:
         self.ioapic = Ioapic(self._send_msi, vm.set_msi_routes, ioapic_id, diag)
         self.ioapic.extint_vector = lambda: self.pic.acknowledge() if self.pic.output else None
         self.router = IsaIrqRouter(self.pic, self.ioapic)
-        self.pit = Pit(PulseLine(self.router, PIT_IRQ), diag=diag)
+        self.pit = Pit(lambda: self.router.pulse(PIT_IRQ), diag=diag, acked=True)
+        self.ioapic.ack_pins[PIT_IRQ] = self.pit.ack  # ISA IRQ0 is IOAPIC pin 0 (MP table)
+        self.pic.on_ack = lambda irq: self.pit.ack() if irq == PIT_IRQ else None
+        if nudge_eois:
+            self.ioapic.nudge = self._nudge
+            self.pit.nudge = lambda: self._nudge(entry_msi(self.ioapic.entries[PIT_IRQ])[0])
         self.ioapic.reset_routes()
         pio.register(MASTER_BASE, 2, self.pic.master_port)
         pio.register(SLAVE_BASE, 2, self.pic.slave_port)
@@ -77,6 +84,14 @@ class SplitIrqchip:
 
     def _send_msi(self, address: int, data: int) -> bool:
         return self.vm.signal_msi(address, data) > 0
+
+    def _nudge(self, address: int) -> None:
+        """PVM holds a KVM_EXIT_IOAPIC_EOI back while the vCPU halts right after its EOI
+        (the exit request is only looked at on the next entry to the guest). An MSI with
+        delivery mode 011 ("remote read", reserved for MSIs) is KVM's PV unhalt kick: it
+        wakes the halted vCPU without an interrupt, the held-back EOI exit reaches god, and
+        the guest sees its HLT return early once (as after any spurious wake-up)."""
+        self.vm.signal_msi(address, MSI_DM_REMOTE_READ)
 
     def _pic_int(self, level: bool) -> None:
         bsp = self.bsp

@@ -19,10 +19,10 @@ from god.boot.cpu import apply as apply_entry
 from god.devices.bus import Bus, Device, stderr_trace
 from god.devices.cmos import CMOS_BASE, Cmos
 from god.devices.console import Console, NullConsole
+from god.devices.diag import Diag
 from god.devices.eventloop import EventLoop
 from god.devices.exitport import EXIT_PORT, ExitPort
 from god.devices.i8042 import AUX_IRQ, DATA_PORT, I8042, KBD_IRQ, STATUS_PORT
-from god.devices.diag import Diag
 from god.devices.irq import IrqLine
 from god.devices.serial import COM1_BASE, COM1_IRQ, Uart16550
 from god.irqchip import IRQCHIPS, KernelIrqchip, SplitIrqchip
@@ -109,7 +109,8 @@ class Machine:
         if config.irqchip not in IRQCHIPS:
             raise ValueError(f"--irqchip {config.irqchip!r}: expected one of {', '.join(IRQCHIPS)}")
         self.irqchip: KernelIrqchip | SplitIrqchip = (
-            SplitIrqchip(self.vm, self.pio, self.mmio, config.cpus, self.diag)
+            SplitIrqchip(self.vm, self.pio, self.mmio, config.cpus, self.diag,
+                         nudge_eois=self.kvm.flavour == "pvm")
             if config.irqchip == "split" else KernelIrqchip(self.vm))
         self._mmio_next = L.MMIO_BASE
         self.loop = EventLoop()

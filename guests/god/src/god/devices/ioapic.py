@@ -83,6 +83,12 @@ class Ioapic:
         self.diag = diag
         self.active_high_pins = active_high_pins
         self.extint_vector: Callable[[], int | None] | None = None  # the PIC's INTA
+        # pin -> called on every EOI of the pin's vector, edge-triggered or not (the PIT's
+        # lost-tick policy); KVM is told to exit on those EOIs too (see _push_routes).
+        self.ack_pins: dict[int, Callable[[], None]] = {}
+        # nudge(msi_address): a level pin waits for an EOI; the machine may poke the LAPICs
+        # at that address so an EOI exit KVM is holding back reaches god (see god.irqchip).
+        self.nudge: Callable[[int], None] | None = None
         self.id = ioapic_id & 0xF
         self.select = 0
         self.entries = [MASKED] * IOAPIC_PINS       # reset: all masked (section 3.2.4)
@@ -94,8 +100,8 @@ class Ioapic:
     def _asserted(self, pin: int) -> bool:
         return self.inputs[pin] != bool(self.entries[pin] & POLARITY_LOW)
 
-    def set_irq(self, pin: int, level: bool) -> None:
-        """Drive the wire of `pin` (True = high)."""
+    def set_irq(self, pin: int, level: bool) -> bool:
+        """Drive the wire of `pin` (True = high); True if an interrupt was sent for it."""
         with self._lock:
             was = self._asserted(pin)
             self.inputs[pin] = level
@@ -103,21 +109,32 @@ class Ioapic:
             e = self.entries[pin]
             if e & TRIGGER_LEVEL:
                 if now:
-                    self._service(pin)
-                else:
-                    self.entries[pin] &= ~DELIVERY_STATUS
+                    return self._service(pin)
+                self.entries[pin] &= ~DELIVERY_STATUS
             elif now and not was and not e & MASKED:
-                self._send(pin)
+                return self._send(pin)
+            return False
 
-    def _service(self, pin: int) -> None:
+    def pulse(self, pin: int) -> bool:
+        """One request from an edge source (the PIT): up, then down."""
+        with self._lock:
+            sent = self.set_irq(pin, True)
+            self.set_irq(pin, False)
+            return sent
+
+    def _service(self, pin: int) -> bool:
         """Level pin: send if asserted, unmasked and not already waiting for its EOI."""
         e = self.entries[pin]
         if e & (MASKED | REMOTE_IRR) or not self._asserted(pin):
-            return
+            if e & REMOTE_IRR and not e & MASKED and self.nudge is not None \
+                    and self._asserted(pin):
+                self.nudge(entry_msi(e)[0])  # waiting for an EOI that may be held back
+            return False
         if self._send(pin):
             self.entries[pin] = (self.entries[pin] | REMOTE_IRR) & ~DELIVERY_STATUS
-        else:
-            self.entries[pin] |= DELIVERY_STATUS
+            return True
+        self.entries[pin] |= DELIVERY_STATUS
+        return False
 
     def _send(self, pin: int) -> bool:
         e = self.entries[pin]
@@ -138,6 +155,10 @@ class Ioapic:
                 return False
             address, data = entry_msi((e & ~(VECTOR_MASK | 7 << DELIVERY_SHIFT)) | vector)
             return self.send_msi(address, data)
+        if pin in self.ack_pins:
+            # Sent level-triggered so the LAPIC broadcasts its EOI (under PVM an edge
+            # interrupt's EOI never leaves the LAPIC even when KVM is asked to exit on it).
+            e |= TRIGGER_LEVEL
         address, data = entry_msi(e)
         return self.send_msi(address, data)
 
@@ -145,9 +166,14 @@ class Ioapic:
         """An EOI broadcast from a local APIC (KVM_EXIT_IOAPIC_EOI)."""
         with self._lock:
             for pin, e in enumerate(self.entries):
-                if e & TRIGGER_LEVEL and e & REMOTE_IRR and e & VECTOR_MASK == vector:
+                if e & VECTOR_MASK != vector:
+                    continue
+                if e & TRIGGER_LEVEL and e & REMOTE_IRR:
                     self.entries[pin] = e & ~REMOTE_IRR
                     self._service(pin)  # still asserted: the interrupt comes again
+                ack = self.ack_pins.get(pin)
+                if ack is not None:
+                    ack()
 
     # --- registers --------------------------------------------------------------------------
     def read(self, offset: int, size: int) -> int:
@@ -212,7 +238,10 @@ class Ioapic:
     def _push_routes(self) -> None:
         if self.routes_changed is None:
             return
-        routes = [entry_msi(e) for e in self.entries]
+        # Only the trigger bit of a KVM route matters to KVM (it scans level-triggered MSI
+        # routes for the vectors whose EOI must exit); pins that want every EOI say level.
+        routes = [entry_msi(e | (TRIGGER_LEVEL if pin in self.ack_pins else 0))
+                  for pin, e in enumerate(self.entries)]
         if routes != self._routes:
             self._routes = routes
             self.routes_changed([(pin, a, d) for pin, (a, d) in enumerate(routes)])

@@ -9,7 +9,11 @@ god's own IsaIrqRouter (8259 pair + IOAPIC); tests plug in a RecordingIrq.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from god.devices.ioapic import Ioapic
+    from god.devices.pic import DualPic
 
 
 class IrqLine(Protocol):
@@ -31,7 +35,7 @@ class KvmIrqLine:
 
 
 class IrqSink(Protocol):
-    def set_irq(self, pin: int, level: bool) -> None: ...
+    def set_irq(self, pin: int, level: bool) -> object: ...
 
 
 class IsaIrqRouter:
@@ -40,7 +44,7 @@ class IsaIrqRouter:
     ISA IRQ 2 does not exist on a PC (the master's IR2 is the cascade): it reaches the
     IOAPIC only."""
 
-    def __init__(self, pic: IrqSink | None, ioapic: IrqSink | None) -> None:
+    def __init__(self, pic: DualPic | None, ioapic: Ioapic | None) -> None:
         self.pic, self.ioapic = pic, ioapic
 
     def set_irq(self, gsi: int, level: bool) -> None:
@@ -48,6 +52,18 @@ class IsaIrqRouter:
             self.pic.set_irq(gsi, level)
         if self.ioapic is not None:
             self.ioapic.set_irq(gsi, level)
+
+
+    def pulse(self, gsi: int) -> bool:
+        """One edge request (the PIT); True if the 8259 or the IOAPIC took it."""
+        taken = False
+        if self.pic is not None and gsi < 16 and gsi != 2:
+            self.pic.set_irq(gsi, True)
+            taken = self.pic.accepts(gsi)
+            self.pic.set_irq(gsi, False)
+        if self.ioapic is not None:
+            taken = self.ioapic.pulse(gsi) or taken
+        return taken
 
 
 class GsiLine:
@@ -62,18 +78,6 @@ class GsiLine:
         if level != self.level:
             self.level = level
             self.router.set_irq(self.gsi, level)
-
-
-class PulseLine:
-    """For a source that pulses (the PIT's OUT edges): every raise reaches the router, so
-    two pulses from two threads never cancel each other's change detection."""
-
-    def __init__(self, router: IrqSink, gsi: int) -> None:
-        self.router = router
-        self.gsi = gsi
-
-    def set_level(self, level: bool) -> None:
-        self.router.set_irq(self.gsi, level)
 
 
 class RecordingIrq:

@@ -167,6 +167,7 @@ class DualPic:
     """Master + slave 8259A. set_irq(0..15, level) drives the ISA IRQ inputs."""
 
     def __init__(self, on_int: Callable[[bool], None] | None = None, diag: Diag = QUIET) -> None:
+        self.on_ack: Callable[[int], None] | None = None  # ISA IRQ handed out by INTA/poll
         self.master = _Chip("master", diag)
         self.slave = _Chip("slave", diag)
         self.diag = diag
@@ -212,11 +213,26 @@ class DualPic:
                 else:
                     self.slave.ack(sirq)
                     vector = self.slave.base | sirq
+                    self._acked(8 + sirq)
             else:
                 self.master.ack(irq)
                 vector = self.master.base | irq
+                self._acked(irq)
             self._update()
             return vector
+
+    def _acked(self, irq: int) -> None:
+        if self.on_ack is not None:
+            self.on_ack(irq)
+
+    def accepts(self, irq: int) -> bool:
+        """Whether a request on irq is latched and unmasked (it will reach the CPU)."""
+        with self._lock:
+            chip, bit = (self.master, 1 << irq) if irq < 8 else (self.slave, 1 << (irq - 8))
+            ok = bool(chip.irr & bit) and not chip.imr & bit
+            if irq >= 8:
+                ok = ok and not self.master.imr & (1 << CASCADE_IRQ)
+            return ok
 
     def _poll(self, n: int) -> int:
         """OCW3 poll: the read is the INTA (bit 7 = request, bits 2:0 = the IR)."""
@@ -227,6 +243,7 @@ class DualPic:
         if irq < 0:
             return 0
         chip.ack(irq)
+        self._acked(irq + 8 * n)
         self._update()
         return 0x80 | irq
 

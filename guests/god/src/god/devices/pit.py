@@ -16,13 +16,18 @@ IRQ0: channel 0's OUT drives ISA IRQ 0 (the machine routes it to 8259 IR0 and IO
 0, as god's MP table says). Each rising edge of OUT is delivered as a pulse (line up, then
 down) by a timer thread, so an edge-triggered controller sees one request per period.
 
-Lost-tick policy. The timer thread can wake late (a loaded host, the GIL). Edges that fell
-due meanwhile are "held back": god delivers one at once and re-injects the others one by
-one, CATCHUP_FRACTION of a period apart (at least CATCHUP_MIN_NS), so the guest sees every
-tick at the average rate of the programmed one, like KVM's PIT in its default "reinject"
-mode. At most MAX_BACKLOG_NS worth of ticks (and MAX_BACKLOG ticks) are held back; beyond
-that the excess is coalesced (dropped), so a guest that was stopped for long does not get
-a storm. Rates faster than god can pulse (about 1/CATCHUP_MIN_NS) coalesce the same way.
+Lost-tick policy ("reinject", as KVM's in-kernel PIT does by default). A tick is not sent
+while the previous one is still unacknowledged: the machine calls ack() when the guest EOIs
+the vector of IOAPIC pin 0 (KVM exits on that EOI because god marks pin 0's KVM route as
+needing it) or when the 8259 hands out IR0 (INTA). Ticks that fall due meanwhile - the
+guest had interrupts off, its vCPU was descheduled on a loaded host, god's timer thread
+woke late - are held back and sent one per acknowledgement, so the guest counts every
+tick. At most MAX_BACKLOG_NS worth of ticks (and at most MAX_BACKLOG) are held back; beyond
+that the excess is coalesced (dropped), so a guest stopped for long gets no storm. A tick
+unacknowledged for ACK_TIMEOUT_NS is presumed lost and the next one is sent. A tick that no
+controller takes (masked at the PIC and the IOAPIC) is lost with the backlog, as on the real
+part. Without acknowledgements (acked=False) held-back ticks are spaced CATCHUP_FRACTION of a
+period apart (at least CATCHUP_MIN_NS).
 
 Not modelled (a `god:` warning once): the PC speaker (port 0x61 bit 1 only reads back).
 Reserved values (read-back with bit 0 set, BCD digits above 9, a count of 1 in mode 2 or
@@ -37,7 +42,6 @@ import time
 from collections.abc import Callable
 
 from god.devices.diag import QUIET, Diag
-from god.devices.irq import IrqLine
 
 PIT_BASE, PIT_PORTS = 0x40, 4
 PORT_B = 0x61
@@ -51,6 +55,7 @@ CATCHUP_FRACTION = 4
 CATCHUP_MIN_NS = 200_000
 MAX_BACKLOG_NS = NS
 MAX_BACKLOG = 1000
+ACK_TIMEOUT_NS = 200_000_000
 
 
 def _from_bcd(v: int) -> tuple[int, bool]:
@@ -156,9 +161,13 @@ class Channel:
 
 
 class Pit:
-    def __init__(self, irq: IrqLine | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns, diag: Diag = QUIET) -> None:
-        self.irq = irq
+    def __init__(self, pulse: Callable[[], bool] | None = None,
+                 clock: Callable[[], int] = time.monotonic_ns, diag: Diag = QUIET,
+                 acked: bool = False) -> None:
+        """pulse() sends one IRQ0 edge and says whether a controller took it; with acked=True
+        the machine calls ack() when the guest has taken the tick (EOI or INTA)."""
+        self.pulse_irq = pulse
+        self.acked = acked
         self.clock = clock
         self.diag = diag
         self.channels = [Channel(0, True), Channel(1, True), Channel(2, False)]
@@ -170,6 +179,12 @@ class Pit:
         self.delivered = 0           # IRQ0 pulses sent
         self.coalesced = 0           # ticks dropped by the lost-tick policy
         self._hold_until = 0         # no catch-up tick before this (ns)
+        self.backlog = 0             # ticks due but not delivered yet
+        # Called once when a tick is due while the last is unacknowledged: lets the machine
+        # make a deferred EOI exit surface (see god.irqchip).
+        self.nudge: Callable[[], None] | None = None
+        self._nudged = False
+        self._in_flight_ns: int | None = None  # a delivered tick not yet acknowledged
         self.port_b = _PortB(self)
 
     # --- ports 0x40-0x43 --------------------------------------------------------------------
@@ -252,6 +267,8 @@ class Pit:
         ch.null_count = True
         ch.write_msb_next = ch.read_msb_next = False
         ch.latched, ch.status_latched = [], None
+        if ch.index == 0:
+            self.backlog, self._in_flight_ns, self._hold_until = 0, None, 0
 
     def _write_count(self, ch: Channel, v: int, now: int) -> None:
         if ch.rw == RW_WORD and not ch.write_msb_next:
@@ -324,33 +341,58 @@ class Pit:
             self._cond.notify_all()
 
     # --- IRQ0 -------------------------------------------------------------------------------
+    def _edges_due(self, ch: Channel, now: int) -> int:
+        """How many OUT rising edges have happened since the count was loaded."""
+        first = ch.edge_ns(1)
+        if first is None or first > now:
+            return 0
+        if ch.mode in (2, 3):
+            return ch.ticks(now) // ch.n
+        return 1
+
     def _due(self, now: int) -> tuple[bool, int | None]:
         """(deliver a pulse now?, when to look again) under the lost-tick policy."""
         ch = self.channels[0]
         ch.settle(now)
+        due = self._edges_due(ch, now)
+        if due > ch.edges:
+            self.backlog += due - ch.edges
+            ch.edges = due
+        period_ns = max(ch.n * NS // PIT_HZ, 1)
+        bound = max(1, min(MAX_BACKLOG, MAX_BACKLOG_NS // period_ns))
+        if self.backlog > bound:
+            self.coalesced += self.backlog - bound
+            self.backlog = bound
         nxt = ch.edge_ns(ch.edges + 1)
-        if nxt is None:
-            return False, (ch.pending[1] if ch.pending else None)
-        if nxt > now:
+        if nxt is None and ch.pending is not None:
+            nxt = ch.pending[1]
+        if self._in_flight_ns is not None and now - self._in_flight_ns >= ACK_TIMEOUT_NS:
+            self._in_flight_ns = None  # never acknowledged: presume it lost
+        if self.backlog == 0:
             return False, nxt
+        if self._in_flight_ns is not None:  # wait for the guest to take the last one
+            if not self._nudged and self.nudge is not None:
+                self._nudged = True
+                self.nudge()
+            limit = self._in_flight_ns + ACK_TIMEOUT_NS
+            return False, limit if nxt is None else min(nxt, limit)
         if now < self._hold_until:
             return False, self._hold_until
-        period_ns = max(ch.n * NS // PIT_HZ, 1)
-        # How many edges are due by now; drop those beyond the bound.
-        due = ch.edges + 1
-        if ch.mode in (2, 3):
-            due = ch.ticks(now) // ch.n
-            bound = max(1, min(MAX_BACKLOG, MAX_BACKLOG_NS // period_ns))
-            if due - ch.edges > bound:
-                self.coalesced += due - ch.edges - bound
-                ch.edges = due - bound
-        ch.edges += 1
-        if ch.mode in (2, 3) and due > ch.edges:
-            # held-back ticks follow one by one
+        self.backlog -= 1
+        if self.acked:
+            self._in_flight_ns, self._nudged = now, False
+        elif self.backlog:
             self._hold_until = now + max(period_ns // CATCHUP_FRACTION, CATCHUP_MIN_NS)
-            return True, self._hold_until
-        self._hold_until = 0
-        return True, ch.edge_ns(ch.edges + 1)
+            nxt = self._hold_until if nxt is None else min(nxt, self._hold_until)
+        return True, nxt
+
+    def ack(self) -> None:
+        """The guest took the last tick (EOI of its vector, or the 8259's INTA)."""
+        with self._cond:
+            if self._in_flight_ns is not None:
+                self._in_flight_ns = None
+                if self.backlog:
+                    self._cond.notify_all()
 
     def poll(self, now: int) -> int | None:
         """Deliver what is due at `now`; returns the next deadline (tests drive this)."""
@@ -362,9 +404,12 @@ class Pit:
 
     def _pulse(self) -> None:
         self.delivered += 1
-        if self.irq is not None:
-            self.irq.set_level(True)
-            self.irq.set_level(False)
+        taken = self.pulse_irq() if self.pulse_irq is not None else False
+        if not taken:  # masked everywhere: the tick is lost, as on the real part
+            with self._cond:
+                self._in_flight_ns = None
+                self.coalesced += self.backlog
+                self.backlog = 0
 
     def start(self) -> None:
         self._stopping = False
