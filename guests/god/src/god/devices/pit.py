@@ -87,6 +87,7 @@ class Channel:
         self.status_latched: int | None = None
         self.pending: tuple[int, int] | None = None  # (n, switch_ns) for modes 2/3
         self.edges = 0               # IRQ edges delivered since load_ns
+        self.hold_low = False        # mode 0 between the two bytes of a new count
 
     @property
     def modulus(self) -> int:
@@ -123,6 +124,8 @@ class Channel:
         self.settle(now)
         if self.load_ns is None:
             return self.out_idle
+        if self.hold_low:
+            return False
         if self.mode in (2, 3) and not self.gate:
             return True
         d, n = self.ticks(now), self.n
@@ -263,6 +266,7 @@ class Pit:
             mode -= 4  # x10 and x11 are modes 2 and 3
         ch.mode, ch.rw, ch.bcd = mode, rw, bool(v & 1)
         ch.load_ns = ch.paused_ticks = ch.pending = None
+        ch.hold_low = False
         ch.out_idle = mode != 0  # mode 0: OUT low after the control word; others high
         ch.null_count = True
         ch.write_msb_next = ch.read_msb_next = False
@@ -276,7 +280,9 @@ class Pit:
             ch.write_msb_next = True
             if ch.mode == 0:  # writing the first byte stops the count; OUT goes low
                 ch.out_idle = False
-                ch.load_ns = ch.paused_ticks = None
+                if ch.load_ns is not None and ch.paused_ticks is None:
+                    ch.paused_ticks = ch.ticks(now)
+                ch.hold_low = True
             return
         if ch.rw == RW_WORD:
             raw = ch.write_lsb | v << 8
@@ -317,7 +323,7 @@ class Pit:
         self._start(ch, now)
 
     def _start(self, ch: Channel, now: int) -> None:
-        ch.load_ns, ch.edges, ch.null_count = now, 0, False
+        ch.load_ns, ch.edges, ch.null_count, ch.hold_low = now, 0, False, False
         ch.paused_ticks = None
         if not ch.gate and ch.mode in (0, 4):
             ch.paused_ticks = 0
