@@ -17,7 +17,7 @@ from god.boot import BootInputs, EntryState, load_kernel, mptable
 from god.boot import layout as L
 from god.boot.cpu import apply as apply_entry
 from god.devices.bus import Bus, Device, stderr_trace
-from god.devices.cmos import CMOS_BASE, Cmos
+from god.devices.cmos import CMOS_BASE, RTC_IRQ, Cmos
 from god.devices.console import Console, NullConsole
 from god.devices.diag import Diag
 from god.devices.eventloop import EventLoop
@@ -117,7 +117,8 @@ class Machine:
         self.console = config.console
         self.uart = Uart16550(self.irq_line(COM1_IRQ), self.console.write, self.loop)
         self.exit_port = ExitPort(lambda st: self.request_stop(VmExit(st, "", "exit-port")))
-        self.cmos = Cmos(min(self.mem_bytes, L.LOW_RAM_LIMIT), max(self.mem_bytes - L.LOW_RAM_LIMIT, 0))
+        self.cmos = Cmos(min(self.mem_bytes, L.LOW_RAM_LIMIT), max(self.mem_bytes - L.LOW_RAM_LIMIT, 0),
+                         irq=self.irq_line(RTC_IRQ), scheduler=self.loop, diag=self.diag)
         self.i8042 = I8042(self._on_reset, self.irq_line(KBD_IRQ), self.irq_line(AUX_IRQ))
         self.pio.register(COM1_BASE, 8, self.uart)
         self.pio.register(EXIT_PORT, 4, self.exit_port)
