@@ -56,6 +56,7 @@ CATCHUP_MIN_NS = 200_000
 MAX_BACKLOG_NS = NS
 MAX_BACKLOG = 1000
 ACK_TIMEOUT_NS = 200_000_000
+NUDGE_MIN_NS, NUDGE_MAX_NS = 100_000, 2_000_000
 
 
 def _from_bcd(v: int) -> tuple[int, bool]:
@@ -374,12 +375,17 @@ class Pit:
             nxt = ch.pending[1]
         if self._in_flight_ns is not None and now - self._in_flight_ns >= ACK_TIMEOUT_NS:
             self._in_flight_ns = None  # never acknowledged: presume it lost
+        if self._in_flight_ns is not None and not self._nudged and self.nudge is not None:
+            # Early, so that the acknowledgement is usually in by the next edge.
+            nudge_at = self._in_flight_ns + min(max(period_ns // 4, NUDGE_MIN_NS), NUDGE_MAX_NS)
+            if now >= nudge_at or self.backlog:
+                self._nudged = True
+                self.nudge()
+            else:
+                nxt = nudge_at if nxt is None else min(nxt, nudge_at)
         if self.backlog == 0:
             return False, nxt
         if self._in_flight_ns is not None:  # wait for the guest to take the last one
-            if not self._nudged and self.nudge is not None:
-                self._nudged = True
-                self.nudge()
             limit = self._in_flight_ns + ACK_TIMEOUT_NS
             return False, limit if nxt is None else min(nxt, limit)
         if now < self._hold_until:
