@@ -69,7 +69,10 @@ class SplitIrqchip:
         self.ioapic.extint_vector = lambda: self.pic.acknowledge() if self.pic.output else None
         self.router = IsaIrqRouter(self.pic, self.ioapic)
         self.pit = Pit(lambda: self.router.pulse(PIT_IRQ), diag=diag, acked=True)
-        self.ioapic.ack_pins[PIT_IRQ] = self.pit.ack  # ISA IRQ0 is IOAPIC pin 0 (MP table)
+        # ISA IRQ0 is IOAPIC pin 0 (MP table). The EOI path holds no lock when it acks, so
+        # the next held-back tick leaves from the vCPU thread; INTA (under the 8259's lock)
+        # leaves it to the timer thread.
+        self.ioapic.ack_pins[PIT_IRQ] = lambda: self.pit.ack(send_next=True)
         self.pic.on_ack = lambda irq: self.pit.ack() if irq == PIT_IRQ else None
         if nudge_eois:
             self.ioapic.nudge = self._nudge

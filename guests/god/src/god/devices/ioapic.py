@@ -164,6 +164,7 @@ class Ioapic:
 
     def eoi(self, vector: int) -> None:
         """An EOI broadcast from a local APIC (KVM_EXIT_IOAPIC_EOI)."""
+        acks = []
         with self._lock:
             for pin, e in enumerate(self.entries):
                 if e & VECTOR_MASK != vector:
@@ -173,7 +174,9 @@ class Ioapic:
                     self._service(pin)  # still asserted: the interrupt comes again
                 ack = self.ack_pins.get(pin)
                 if ack is not None:
-                    ack()
+                    acks.append(ack)
+        for ack in acks:  # outside the lock: an ack may send the next interrupt right away
+            ack()
 
     # --- registers --------------------------------------------------------------------------
     def read(self, offset: int, size: int) -> int:

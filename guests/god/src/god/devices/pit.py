@@ -398,13 +398,23 @@ class Pit:
             nxt = self._hold_until if nxt is None else min(nxt, self._hold_until)
         return True, nxt
 
-    def ack(self) -> None:
-        """The guest took the last tick (EOI of its vector, or the 8259's INTA)."""
+    def ack(self, send_next: bool = False) -> None:
+        """The guest took the last tick (EOI of its vector, or the 8259's INTA). With
+        send_next (a caller holding no device lock) a held-back tick goes out from this
+        thread at once; otherwise the timer thread is woken for it."""
         with self._cond:
-            if self._in_flight_ns is not None:
-                self._in_flight_ns = None
-                if self.backlog:
-                    self._cond.notify_all()
+            if self._in_flight_ns is None:
+                return
+            self._in_flight_ns = None
+            if not self.backlog:
+                return
+            if not send_next:
+                self._cond.notify_all()
+                return
+            fire, _ = self._due(self.clock())
+            self._cond.notify_all()  # the thread recomputes its deadline
+        if fire:
+            self._pulse()
 
     def poll(self, now: int) -> int | None:
         """Deliver what is due at `now`; returns the next deadline (tests drive this)."""
