@@ -22,7 +22,8 @@ from god.devices.ioapic import IOAPIC_PINS, IOAPIC_WINDOW, Ioapic, entry_msi
 from god.devices.irq import GsiLine, IrqLine, IsaIrqRouter, KvmIrqLine
 from god.devices.pic import ELCR_BASE, MASTER_BASE, SLAVE_BASE, DualPic
 from god.devices.pit import PIT_BASE, PIT_IRQ, PIT_PORTS, PORT_B, Pit
-from god.kvm.system import VmFd
+from god.kvm.caps import KVM_CAP_SPLIT_IRQCHIP
+from god.kvm.system import KvmError, VmFd
 
 if TYPE_CHECKING:
     from god.vcpu.runner import VcpuRunner
@@ -62,6 +63,9 @@ class SplitIrqchip:
     def __init__(self, vm: VmFd, pio: Bus, mmio: Bus, ioapic_id: int, diag: Diag,
                  nudge_eois: bool = False) -> None:
         self.vm = vm
+        if not vm.kvm.check_extension(KVM_CAP_SPLIT_IRQCHIP):
+            raise KvmError("this KVM lacks KVM_CAP_SPLIT_IRQCHIP (god's own PIC/IOAPIC/PIT "
+                           "need it): run with --irqchip kernel")
         vm.enable_split_irqchip(IOAPIC_PINS)
         self.bsp: VcpuRunner | None = None
         self.pic = DualPic(self._pic_int, diag)

@@ -57,6 +57,7 @@ MAX_BACKLOG_NS = NS
 MAX_BACKLOG = 1000
 ACK_TIMEOUT_NS = 200_000_000
 NUDGE_MIN_NS, NUDGE_MAX_NS = 100_000, 2_000_000
+RENUDGE_MIN_NS, RENUDGE_MAX_NS = 1_000_000, 10_000_000
 
 
 def _from_bcd(v: int) -> tuple[int, bool]:
@@ -187,7 +188,7 @@ class Pit:
         # Called once when a tick is due while the last is unacknowledged: lets the machine
         # make a deferred EOI exit surface (see god.irqchip).
         self.nudge: Callable[[], None] | None = None
-        self._nudged = False
+        self._nudge_at = 0
         self._in_flight_ns: int | None = None  # a delivered tick not yet acknowledged
         self.port_b = _PortB(self)
 
@@ -375,14 +376,14 @@ class Pit:
             nxt = ch.pending[1]
         if self._in_flight_ns is not None and now - self._in_flight_ns >= ACK_TIMEOUT_NS:
             self._in_flight_ns = None  # never acknowledged: presume it lost
-        if self._in_flight_ns is not None and not self._nudged and self.nudge is not None:
-            # Early, so that the acknowledgement is usually in by the next edge.
-            nudge_at = self._in_flight_ns + min(max(period_ns // 4, NUDGE_MIN_NS), NUDGE_MAX_NS)
-            if now >= nudge_at or self.backlog:
-                self._nudged = True
+        if self._in_flight_ns is not None and self.nudge is not None:
+            # The first one early, so that the acknowledgement is usually in by the next
+            # edge; then again every RENUDGE (a nudge that lands before the guest took the
+            # tick is used up by that wake-up, and the EOI exit is held back again).
+            if now >= self._nudge_at:
                 self.nudge()
-            else:
-                nxt = nudge_at if nxt is None else min(nxt, nudge_at)
+                self._nudge_at = now + min(max(period_ns // 2, RENUDGE_MIN_NS), RENUDGE_MAX_NS)
+            nxt = self._nudge_at if nxt is None else min(nxt, self._nudge_at)
         if self.backlog == 0:
             return False, nxt
         if self._in_flight_ns is not None:  # wait for the guest to take the last one
@@ -392,7 +393,8 @@ class Pit:
             return False, self._hold_until
         self.backlog -= 1
         if self.acked:
-            self._in_flight_ns, self._nudged = now, False
+            self._in_flight_ns = now
+            self._nudge_at = now + min(max(period_ns // 4, NUDGE_MIN_NS), NUDGE_MAX_NS)
         elif self.backlog:
             self._hold_until = now + max(period_ns // CATCHUP_FRACTION, CATCHUP_MIN_NS)
             nxt = self._hold_until if nxt is None else min(nxt, self._hold_until)
