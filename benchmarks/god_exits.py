@@ -1,20 +1,28 @@
 #!/usr/bin/env python3
-"""Exit throughput and boot latency: god vs a C loop vs QEMU (-accel kvm -M microvm).
+"""Exit throughput, IRQ round-trip latency and boot latency: god (its own irqchip, `split`,
+and KVM's, `kernel`) vs a C loop vs QEMU (-accel kvm -M microvm, kernel-irqchip split/on).
 
 One PVH ELF guest (32-bit, built here with gcc/ld) prints 'A', does N `out` to port 0x80,
 prints 'B', does N 32-bit writes to unassigned MMIO at 0xd0000000, prints 'C' and exits
 through isa-debug-exit. Each VMM runs it as a subprocess; the host timestamps the marker
 bytes on the VMM's stdout, so all three are measured the same way. The C VMM does the same
 ioctls as god (irqchip, PIT, KVM_RUN loop) with no Python. Boot time = spawn to first
-serial byte, god vs QEMU microvm on the same PVH kernel. Prints figures; asserts nothing.
+serial byte, god vs QEMU microvm on the same PVH kernel.
 
-    python benchmarks/god_exits.py [--n 100000] [--boots 5]
+IRQ round trip: a second PVH guest routes COM1's IRQ 4 through the IOAPIC (edge, vector
+0x24) and echoes every received byte from its interrupt handler (then EOI, HLT). The host
+writes one byte to the VMM's stdin and times until the echo is back on stdout: host input
+-> UART -> IRQ -> guest ISR -> port exit -> stdout, the same path for every VMM. Median
+and p90 of --irqs samples. Prints figures; asserts nothing.
+
+    python benchmarks/god_exits.py [--n 100000] [--boots 5] [--irqs 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import selectors
 import shutil
 import statistics
 import subprocess
@@ -68,6 +76,90 @@ GUEST_LD = """
 ENTRY(_start)
 PHDRS { text PT_LOAD; note PT_NOTE; }
 SECTIONS { . = 0x100000; .text : { *(.text*) } :text .note : { *(.note.Xen) } :text :note }
+"""
+
+# Echo guest: IDT (every vector -> EOI + iret; 0x24 -> echo), LAPIC enabled with LINT0
+# masked, 8259 masked, IOAPIC pin 4 -> vector 0x24 edge to APIC 0, UART RX interrupt on.
+IRQ_GUEST_S = r"""
+.section .note.Xen, "a"
+.align 4
+.long 4, 4, 18
+.asciz "Xen"
+.long _start
+.text
+.code32
+.globl _start
+_start:
+    mov $0x9f000, %esp
+    mov %cs, %bx
+    xor %ecx, %ecx
+1:  lea default_isr, %eax
+    cmp $0x24, %ecx
+    jne 2f
+    lea echo_isr, %eax
+2:  mov %ax, idt(,%ecx,8)
+    mov %bx, idt+2(,%ecx,8)
+    movw $0x8e00, idt+4(,%ecx,8)
+    shr $16, %eax
+    mov %ax, idt+6(,%ecx,8)
+    inc %ecx
+    cmp $256, %ecx
+    jne 1b
+    lidt idtr
+    mov $0xff, %al
+    out %al, $0x21
+    out %al, $0xa1
+    movl $0x1ff, 0xfee000f0
+    movl $0x10000, 0xfee00350
+    movl $0x18, 0xfec00000
+    movl $0x24, 0xfec00010
+    movl $0x19, 0xfec00000
+    movl $0, 0xfec00010
+    mov $0x3f9, %dx
+    mov $1, %al
+    out %al, %dx
+    mov $0x3f8, %dx
+    mov $'R', %al
+    out %al, %dx
+3:  sti
+    hlt
+    jmp 3b
+echo_isr:
+4:  mov $0x3fd, %dx
+    in %dx, %al
+    test $1, %al
+    jz 5f
+    mov $0x3f8, %dx
+    in %dx, %al
+    cmp $'q', %al
+    je 6f
+    out %al, %dx
+    jmp 4b
+5:  movl $0, 0xfee000b0
+    mov $0x9f000, %esp      /* no iret (PVM's emulator refuses a 32-bit one): restart idle */
+    jmp 3b
+6:  mov $0xf4, %dx
+    mov $0, %al
+    out %al, %dx
+    jmp 6b
+default_isr:
+    movl $0, 0xfee000b0
+    mov $0x9f000, %esp
+    jmp 3b
+.data
+.align 8
+idtr: .word 256 * 8 - 1
+      .long idt
+.bss
+.align 8
+idt: .skip 256 * 8
+"""
+
+IRQ_GUEST_LD = """
+ENTRY(_start)
+PHDRS { text PT_LOAD; note PT_NOTE; }
+SECTIONS { . = 0x100000; .text : { *(.text*) } :text .data : { *(.data*) } :text
+           .bss : { *(.bss*) } :text .note : { *(.note.Xen) } :text :note }
 """
 
 C_VMM = r"""
@@ -140,6 +232,56 @@ def build(tmp: Path, n: int) -> tuple[Path, Path, int, int]:
     return tmp / "guest.elf", tmp / "cvmm", seg.paddr, pvh_entry(elf) or 0
 
 
+def build_irq_guest(tmp: Path) -> Path:
+    (tmp / "irq.S").write_text(IRQ_GUEST_S)
+    (tmp / "irq.ld").write_text(IRQ_GUEST_LD)
+    subprocess.run(["gcc", "-c", "-m32", str(tmp / "irq.S"), "-o", str(tmp / "irq.o")], check=True)
+    subprocess.run(["ld", "-m", "elf_i386", "-T", str(tmp / "irq.ld"), "--build-id=none",
+                    str(tmp / "irq.o"), "-o", str(tmp / "irq.elf")], check=True)
+    return tmp / "irq.elf"
+
+
+def irq_round_trips(argv: list[str], samples: int, timeout: float = 60) -> list[float]:
+    """Seconds from writing one byte to the VMM's stdin to its echo on stdout."""
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    assert p.stdin is not None and p.stdout is not None
+    out = p.stdout.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(out, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+
+    def read_byte() -> bytes:
+        while time.monotonic() < deadline:
+            if sel.select(max(0.0, deadline - time.monotonic())):
+                b = os.read(out, 1)
+                if not b:
+                    raise RuntimeError(f"{argv[0]} exited: {p.stderr.read().decode()[-300:]}")  # type: ignore[union-attr]
+                return b
+        raise RuntimeError(f"{argv[0]}: no answer within {timeout} s")
+
+    try:
+        while read_byte() != b"R":
+            pass
+        times = []
+        for i in range(samples):
+            c = bytes([ord("a") + i % 16])
+            t0 = time.monotonic()
+            os.write(p.stdin.fileno(), c)
+            while read_byte() != c:
+                pass
+            times.append(time.monotonic() - t0)
+            time.sleep(0.002)  # let the guest go back to HLT: the idle-to-IRQ path is timed
+        os.write(p.stdin.fileno(), b"q")
+        p.wait(timeout=10)
+        return times
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        sel.close()
+
+
 def timed(argv: list[str], timeout: float = 120) -> dict[str, float]:
     """Spawn argv, timestamp marker bytes A/B/C on stdout; times relative to spawn."""
     t0 = time.monotonic()
@@ -171,20 +313,52 @@ def timed(argv: list[str], timeout: float = 120) -> dict[str, float]:
     return marks
 
 
-def qemu_argv(kernel: Path) -> list[str] | None:
+def qemu_argv(kernel: Path, irqchip: str = "on") -> list[str] | None:
     q = shutil.which("qemu-system-x86_64")
     if q is None:
         return None
-    return [q, "-accel", "kvm", "-cpu", "host,arch-capabilities=off", "-M", "microvm",
+    return [q, "-accel", f"kvm,kernel-irqchip={irqchip}", "-cpu", "host,arch-capabilities=off",
+            "-M", "microvm",
             "-m", "128M", "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
             "-no-reboot", "-kernel", str(kernel)]
+
+
+def irq_round_trip_report(tmp: Path, god: list[str], samples: int) -> None:
+    """IRQ latency side by side: god split vs god kernel vs QEMU split vs QEMU on."""
+    irq_elf = build_irq_guest(tmp)
+    god_irq = [*god[:4], str(irq_elf), *god[5:]]
+    targets: dict[str, list[str] | None] = {
+        "god split": god_irq, "god kernel": [*god_irq, "--irqchip", "kernel"],
+        "qemu split": qemu_argv(irq_elf, "split"), "qemu on": qemu_argv(irq_elf, "on")}
+    print(f"# host-injected IRQ round trip (byte in -> IRQ 4 via IOAPIC -> echo out), "
+          f"{samples} samples; load average {os.getloadavg()[0]:.1f}")
+    medians: dict[str, float] = {}
+    for name, argv in targets.items():
+        if argv is None:
+            continue
+        try:
+            times = sorted(irq_round_trips(argv, samples))
+        except Exception as e:
+            print(f"{name:>13}: failed: {e}")
+            continue
+        medians[name] = statistics.median(times)
+        p90 = times[int(len(times) * 0.9) - 1]
+        print(f"{name:>13}: median {medians[name] * 1e6:8.0f} us   p90 {p90 * 1e6:8.0f} us   "
+              f"min {times[0] * 1e6:8.0f} us")
+    if "god split" in medians and "god kernel" in medians:
+        print(f"IRQ latency god split / god kernel: "
+              f"{medians['god split'] / medians['god kernel']:.2f}x (goal <= 2x)")
+    if "qemu split" in medians and "qemu on" in medians:
+        print(f"IRQ latency qemu split / qemu on: {medians['qemu split'] / medians['qemu on']:.2f}x")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000, help="exits per loop")
     ap.add_argument("--boots", type=int, default=5, help="boot-time samples per VMM")
+    ap.add_argument("--irqs", type=int, default=200, help="IRQ round trips per VMM")
+    ap.add_argument("--only-irq", action="store_true", help="just the IRQ round trips")
     ap.add_argument("--rounds", type=int, default=3,
                     help="exit-loop runs per VMM, interleaved; the best is reported (on a "
                          "shared machine the best run is the one least disturbed)")
@@ -195,12 +369,18 @@ def main() -> int:
         tmp = Path(d)
         elf, cvmm, load, entry = build(tmp, a.n)
         god = [sys.executable, "-m", "god", "run", str(elf), "--mem", "128", "--serial", "stdio"]
-        vmms = {"god": god, "c-loop": [str(cvmm), str(tmp / "guest.flat"), hex(load), hex(entry)]}
+        if a.only_irq:
+            irq_round_trip_report(tmp, god, a.irqs)
+            return 0
+        vmms = {"god": god, "god-kernel": [*god, "--irqchip", "kernel"],
+                "c-loop": [str(cvmm), str(tmp / "guest.flat"), hex(load), hex(entry)]}
         q = qemu_argv(elf)
         if q:
             vmms["qemu-microvm"] = q
         env_note = os.environ.get("GOD_BENCH_NOTE", "")
         print(f"# god exit benchmark: {a.n} exits per loop {env_note}")
+        print("# god = god run --irqchip split (its own PIC/IOAPIC/PIT, the default); "
+              "god-kernel = --irqchip kernel")
         rates: dict[str, tuple[float, float]] = {}
         failed: set[str] = set()
         cpu: dict[str, tuple[float, float]] = {}
@@ -226,10 +406,11 @@ def main() -> int:
             print(f"{name:>13}: port I/O {pio:>9,.0f} exits/s ({1e6 / pio:5.2f} us)   "
                   f"MMIO {mmio:>9,.0f} exits/s ({1e6 / mmio:5.2f} us)")
         if "god" in rates:
-            for ref in ("c-loop", "qemu-microvm"):
+            for ref in ("god-kernel", "c-loop", "qemu-microvm"):
                 if ref in rates:
                     print(f"god / {ref}: port I/O {rates['god'][0] / rates[ref][0]:.2f}x, "
                           f"MMIO {rates['god'][1] / rates[ref][1]:.2f}x")
+        irq_round_trip_report(tmp, god, a.irqs)
         # Boot latency: a 1-exit guest, spawn to first serial byte.
         small = build(tmp / "small" if (tmp / "small").mkdir() is None else tmp, 1)[0]
         boots: dict[str, float] = {}
@@ -266,7 +447,7 @@ def main() -> int:
             emit("cpu_per_exit_us", pu + ps, "us", name)
             print(f"{name:>13}: user {pu:5.2f} us + sys {ps:5.2f} us = {pu + ps:5.2f} us")
         if "god" in per:
-            for ref in ("c-loop", "qemu-microvm"):
+            for ref in ("god-kernel", "c-loop", "qemu-microvm"):
                 if ref in per:
                     print(f"god / {ref} by CPU per exit: {per[ref] / per['god']:.2f}x")
     return 0

@@ -87,4 +87,19 @@ class God(Hypervisor):
                           vsock_socket=uds, stop="sigterm")
 
 
+class GodKernelIrqchip(God):
+    """god with KVM's in-kernel PIC, IOAPIC and PIT (``god run --irqchip kernel``), beside
+    plain ``god`` (its own devices, the split irqchip): ``--vmm=god,god@god-kirq``."""
+
+    name = "god-kirq"
+    description = "god with the in-kernel irqchip and PIT (--irqchip kernel), for comparison"
+
+    def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:
+        plan = super().launch_plan(spec, accel, run_dir, host)
+        at = plan.argv.index("run") + 2  # after "run KERNEL", before the user's own arguments
+        plan.argv[at:at] = ["--irqchip", "kernel"]
+        return plan
+
+
 hypervisor = God()
+kernel_irqchip = GodKernelIrqchip()

@@ -32,7 +32,7 @@ stack = Stack(
     recipe=guest_recipe("probe", needs_tool("gcc", "gcc"), needs_tool("ld", "binutils")),
     boot=boot,
     default_hypervisor="god",
-    hypervisors=("god", "qemu", "god-svm"),
+    hypervisors=("god", "qemu", "god-svm", "god-kirq"),
     capabilities=frozenset({"serial", "agent", "mmio", "irq", "timer", "smp"}),
     channels={"agent": agent_channel},
 )

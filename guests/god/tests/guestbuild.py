@@ -81,7 +81,7 @@ def run_guest(kernel: Path, *, flat_addr: int | None = 0x100000, flat_mode: int 
               modules: list[Module] | None = None, timeout: float = 30.0,
               on_output: Callable[[Machine, bytes], None] | None = None,
               setup: Callable[[Machine], None] | None = None,
-              keep: bool = False) -> Run:
+              keep: bool = False, irqchip: str = "split") -> Run:
     """Boot kernel in-process; stop it after timeout (status 99) so a test never hangs.
     With keep=True the machine is left open for inspection (caller closes it)."""
     out = bytearray()
@@ -92,7 +92,8 @@ def run_guest(kernel: Path, *, flat_addr: int | None = 0x100000, flat_mode: int 
         if on_output is not None:
             on_output(holder["m"], bytes(out))
 
-    m = Machine(MachineConfig(mem_mib=mem_mib, cpus=cpus, console=CallbackConsole(on_bytes)))
+    m = Machine(MachineConfig(mem_mib=mem_mib, cpus=cpus, console=CallbackConsole(on_bytes),
+                              irqchip=irqchip))
     holder["m"] = m
     try:
         m.load(BootInputs(kernel.read_bytes(), cmdline, modules or []), flat_addr, flat_mode)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from god.kvm import ioctls as k
 from guestbuild import build_c64, run_guest
 
@@ -131,7 +133,7 @@ int main(void) {
 
 
 def test_pit_programming_through_in_kernel_device(kvm, gcc, tmp_path):
-    r = run_guest(build_c64(tmp_path, PIT_PROGRAM_C), keep=True)
+    r = run_guest(build_c64(tmp_path, PIT_PROGRAM_C), keep=True, irqchip="kernel")
     try:
         assert r.result.status == 3, (r.result, r.text)
         st = r.machine.vm.get_pit2()
@@ -142,6 +144,24 @@ def test_pit_programming_through_in_kernel_device(kvm, gcc, tmp_path):
         assert not any(0x40 <= p <= 0x43 for p in r.machine.pio.unassigned)
     finally:
         r.machine.close()
+
+
+def test_pit_programming_through_gods_own_device(kvm, gcc, tmp_path):
+    r = run_guest(build_c64(tmp_path, PIT_PROGRAM_C), keep=True)  # split irqchip (default)
+    try:
+        assert r.result.status == 3, (r.result, r.text)
+        ch = r.machine.irqchip.pit.channels
+        assert (ch[0].count_reg, ch[0].mode, ch[0].rw) == (0x04A9, 2, 3)
+        assert (ch[2].count_reg, ch[2].mode) == (0x1234, 0)
+        assert not any(0x40 <= p <= 0x43 for p in r.machine.pio.unassigned)
+    finally:
+        r.machine.close()
+
+
+@pytest.mark.parametrize("irqchip", ["split", "kernel"])
+def test_pit_ticks_on_both_irqchips(kvm, gcc, tmp_path, irqchip):
+    r = run_guest(build_c64(tmp_path, PIT_C), timeout=30, irqchip=irqchip)
+    assert r.result.status == (100 << 1 | 1) & 0xFF, (r.result, r.text)
 
 
 SMP_C = r"""

@@ -4,6 +4,7 @@
   god run KERNEL [--initrd F[,F2...]] [--append S] [--mem MiB] [--cpus N]
                  [--serial stdio|unix:PATH|file:PATH|none]
                  [--flat-addr ADDR --flat-mode 16|32|64] [--trace-unassigned]
+                 [--irqchip split|kernel]
                  [--disk PATH[,ro]]... [--vsock-uds PATH [--vsock-cid N]]
                  [--no-acpi] [--virtio-cmdline on|off]
 
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="load KERNEL as a flat binary at ADDR and jump there")
     run.add_argument("--flat-mode", type=int, choices=(16, 32, 64), default=64,
                      help="CPU mode for --flat-addr (default 64)")
+    run.add_argument("--irqchip", choices=("split", "kernel"), default="split",
+                     help="split (default): LAPIC in KVM, god's own 8259 PICs, IOAPIC and PIT; "
+                          "kernel: KVM's in-kernel PIC, IOAPIC and PIT")
     run.add_argument("--trace-unassigned", action="store_true",
                      help="report the first access to each unassigned port/MMIO address")
     run.add_argument("--disk", action="append", default=[], metavar="PATH[,ro]",
@@ -146,7 +150,8 @@ def _run(a: argparse.Namespace) -> int:
     machine = None
     try:
         machine = Machine(MachineConfig(mem_mib=a.mem, cpus=a.cpus, console=console,
-                                        trace_unassigned=a.trace_unassigned, acpi=a.acpi))
+                                        trace_unassigned=a.trace_unassigned, acpi=a.acpi,
+                                        irqchip=a.irqchip))
         machine.load(BootInputs(kernel, _add_virtio(machine, a), modules, kernel_path=a.kernel),
                      a.flat_addr, a.flat_mode)
     except (KvmError, LoaderError, ValueError, MemoryError, OSError) as e:

@@ -18,13 +18,15 @@ from god.boot import layout as L
 from god.boot.cpu import apply as apply_entry
 from god.devices import fwcfg, pci, pmtimer
 from god.devices.bus import Bus, Device, stderr_trace
-from god.devices.cmos import CMOS_BASE, Cmos
+from god.devices.cmos import CMOS_BASE, RTC_IRQ, Cmos
 from god.devices.console import Console, NullConsole
+from god.devices.diag import Diag
 from god.devices.eventloop import EventLoop
 from god.devices.exitport import EXIT_PORT, ExitPort
 from god.devices.i8042 import AUX_IRQ, DATA_PORT, I8042, KBD_IRQ, STATUS_PORT
-from god.devices.irq import KvmIrqLine
+from god.devices.irq import IrqLine
 from god.devices.serial import COM1_BASE, COM1_IRQ, Uart16550
+from god.irqchip import IRQCHIPS, KernelIrqchip, SplitIrqchip
 from god.kvm import Kvm, KvmError
 from god.memory import GuestMemory
 from god.vcpu.runner import STATUS_GUEST_RESET, STATUS_OK, VcpuRunner, VmExit
@@ -46,6 +48,7 @@ class MachineConfig:
     console: Console = field(default_factory=NullConsole)
     trace_unassigned: bool = False
     acpi: bool = True  # write ACPI tables (boot/acpi.py) at load()
+    irqchip: str = "split"  # god.irqchip.IRQCHIPS: god's own PIC/IOAPIC/PIT, or KVM's
 
 
 class _Shifted:
@@ -99,19 +102,25 @@ class Machine:
         self.mem = GuestMemory(L.ram_layout(self.mem_bytes))
         for slot, r in enumerate(self.mem.regions):
             self.vm.set_user_memory_region(slot, r.gpa, r.size, r.host_addr)
-        # The irqchip must exist before vCPUs are created (each gets an in-kernel LAPIC).
-        self.vm.create_irqchip()
-        self.vm.create_pit2()
         self.pio = Bus("port I/O", 0x10000)
         self.mmio = Bus("MMIO", 1 << 52)
         if config.trace_unassigned:
             self.pio.trace = self.mmio.trace = stderr_trace
+        # The irqchip must exist before vCPUs are created (each gets an in-kernel LAPIC).
+        self.diag = Diag(trace=config.trace_unassigned)
+        if config.irqchip not in IRQCHIPS:
+            raise ValueError(f"--irqchip {config.irqchip!r}: expected one of {', '.join(IRQCHIPS)}")
+        self.irqchip: KernelIrqchip | SplitIrqchip = (
+            SplitIrqchip(self.vm, self.pio, self.mmio, config.cpus, self.diag,
+                         nudge_eois=self.kvm.flavour == "pvm")
+            if config.irqchip == "split" else KernelIrqchip(self.vm))
         self._mmio_next = L.MMIO_BASE
         self.loop = EventLoop()
         self.console = config.console
         self.uart = Uart16550(self.irq_line(COM1_IRQ), self.console.write, self.loop)
         self.exit_port = ExitPort(lambda st: self.request_stop(VmExit(st, "", "exit-port")))
-        self.cmos = Cmos(min(self.mem_bytes, L.LOW_RAM_LIMIT), max(self.mem_bytes - L.LOW_RAM_LIMIT, 0))
+        self.cmos = Cmos(min(self.mem_bytes, L.LOW_RAM_LIMIT), max(self.mem_bytes - L.LOW_RAM_LIMIT, 0),
+                         irq=self.irq_line(RTC_IRQ), scheduler=self.loop, diag=self.diag)
         self.i8042 = I8042(self._on_reset, self.irq_line(KBD_IRQ), self.irq_line(AUX_IRQ))
         self.pio.register(COM1_BASE, 8, self.uart)
         self.pio.register(EXIT_PORT, 4, self.exit_port)
@@ -129,6 +138,8 @@ class Machine:
             self._set_cpuid(vcpu, cpuid, i, config.cpus, self.kvm.flavour == "pvm")
             self.runners.append(VcpuRunner(vcpu, self.pio, self.mmio, self.mem,
                                            self.request_stop, self.kvm.flavour))
+            self.runners[-1].kick = lambda r=self.runners[-1]: self._kick_one(r)
+        self.irqchip.attach(self.runners)
 
     def _add_pc_conventions(self, trace: bool) -> None:
         """What kernels written for QEMU's pc/microvm expect besides the classic devices:
@@ -147,8 +158,8 @@ class Machine:
         self.pio.register(acpi.PM_BASE, pmtimer.SIZE, self.acpi_pm)
 
     # --- wiring for devices ---------------------------------------------------------------
-    def irq_line(self, gsi: int) -> KvmIrqLine:
-        return KvmIrqLine(self.vm.irq_line, gsi)
+    def irq_line(self, gsi: int) -> IrqLine:
+        return self.irqchip.line(gsi)
 
     def alloc_mmio(self, size: int) -> int:
         """A page-aligned slot in the MMIO window for a device (e.g. virtio-mmio)."""
@@ -220,16 +231,19 @@ class Machine:
             pass
 
     def _kick_all(self) -> None:
-        me = threading.get_ident()
         for r in self.runners:
             r.request_stop()
-            t = r.thread
-            if self._kick_ok and t is not None and t.ident is not None and t.ident != me \
-                    and t.is_alive():
-                try:
-                    signal.pthread_kill(t.ident, KICK_SIGNAL)
-                except (ProcessLookupError, OSError):
-                    pass
+            self._kick_one(r)
+
+    def _kick_one(self, r: VcpuRunner) -> None:
+        """Make r's KVM_RUN return (EINTR) if it is inside it; any thread but r's own."""
+        t = r.thread
+        if self._kick_ok and t is not None and t.ident is not None \
+                and t.ident != threading.get_ident() and t.is_alive():
+            try:
+                signal.pthread_kill(t.ident, KICK_SIGNAL)
+            except (ProcessLookupError, OSError):
+                pass
 
     def run(self) -> VmExit:
         """Run until the guest stops; returns why. Blocks the calling thread in select()."""
@@ -241,6 +255,7 @@ class Machine:
             self._kick_ok = True
         try:
             self.loop.start()
+            self.irqchip.start()
             self.console.start(self.loop, self.uart.feed)
             for r in self.runners:
                 r.start()
@@ -263,6 +278,7 @@ class Machine:
                 self._kick_all()
             return self.result
         finally:
+            self.irqchip.stop()
             self.loop.stop()
             self.console.close()
             if old is not None:

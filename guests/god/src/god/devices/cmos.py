@@ -1,11 +1,21 @@
-"""MC146818 CMOS RTC at ports 0x70 (index, bit 7 = NMI mask) and 0x71 (data).
+"""MC146818 CMOS RTC at ports 0x70 (index, bit 7 = NMI mask) and 0x71 (data), on IRQ 8.
 
-What Linux reads at boot: the time registers (BCD or binary per register B, 12/24 h), the
-UIP bit of register A (never set here: we have no update cycle to collide with), register D's
-valid-RAM bit, and the memory-size bytes the PC BIOS leaves in CMOS RAM. The clock follows
-the host's UTC plus an offset that the guest sets by writing the time registers (with or
-without register B's SET bit). Periodic, alarm and update interrupts (IRQ 8) are not
-modelled: register C always reads 0.
+What Linux reads at boot: the time registers (BCD or binary per register B, 12/24 h),
+register D's valid-RAM bit, and the memory-size bytes the PC BIOS leaves in CMOS RAM. The
+clock follows the host's UTC plus an offset that the guest sets by writing the time
+registers (with or without register B's SET bit).
+
+Interrupts (Motorola MC146818A datasheet, "Interrupts" and registers A-C): the update cycle
+runs at every second boundary of the guest clock (not while SET is 1 or the divider is held
+in reset, DV = 11x); UIP (register A bit 7) reads 1 during the UPDATE_WINDOW_S (244 us + the
+1984 us update) before it. At the end of each update UF is set, and AF when the seconds,
+minutes and hours equal the alarm registers (1, 3, 5; a value 0xC0-0xFF is "don't care").
+PF is set at the periodic rate chosen by RS3-RS0 (register A bits 3:0, table "Periodic
+Interrupt Rate": RS 1, 2 = 3.90625, 7.8125 ms; RS n >= 3 = 2^(n-1)/32768 s). Flags are set
+whatever the enables; IRQF (register C bit 7) = PF.PIE + AF.AIE + UF.UIE drives IRQ 8, and
+reading register C returns the flags and clears them all (the IRQ goes low). Setting SET
+clears UIE. A timer on the event loop runs only while an enabled interrupt can still fire.
+Divider values other than 010 (32.768 kHz) and 11x (reset) are not modelled (warning once).
 """
 
 from __future__ import annotations
@@ -15,12 +25,30 @@ import threading
 import time
 from collections.abc import Callable
 
+from god.devices.diag import QUIET, Diag
+from god.devices.eventloop import Scheduler, Timer
+from god.devices.irq import IrqLine
+
 CMOS_BASE = 0x70
+RTC_IRQ = 8
 
 REG_SEC, REG_MIN, REG_HOUR, REG_WDAY, REG_MDAY, REG_MON, REG_YEAR = 0, 2, 4, 6, 7, 8, 9
 REG_A, REG_B, REG_C, REG_D = 0x0A, 0x0B, 0x0C, 0x0D
 REG_CENTURY = 0x32
-B_SET, B_24H, B_BINARY = 0x80, 0x02, 0x04
+B_SET, B_PIE, B_AIE, B_UIE, B_24H, B_BINARY = 0x80, 0x40, 0x20, 0x10, 0x02, 0x04
+C_IRQF, C_PF, C_AF, C_UF = 0x80, 0x40, 0x20, 0x10
+A_UIP = 0x80
+REG_SEC_ALARM, REG_MIN_ALARM, REG_HOUR_ALARM = 1, 3, 5
+DV_NORMAL = 0x20       # register A bits 6:4 = 010: 32.768 kHz time base
+UPDATE_WINDOW_S = (244 + 1984) / 1e6
+MAX_SECONDS_SCANNED = 3600  # alarm matching after a long gap looks at the last hour only
+
+
+def periodic_s(rs: int) -> float | None:
+    """Periodic interrupt period for RS3-RS0 with the 32.768 kHz time base (None: off)."""
+    if rs == 0:
+        return None
+    return (1 << (rs + 6 if rs < 3 else rs - 1)) / 32768
 TIME_REGS = (REG_SEC, REG_MIN, REG_HOUR, REG_MDAY, REG_MON, REG_YEAR, REG_CENTURY)
 
 
@@ -34,8 +62,15 @@ def _unbcd(v: int) -> int:
 
 class Cmos:
     def __init__(self, mem_below_4g: int, mem_above_4g: int = 0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, irq: IrqLine | None = None,
+                 scheduler: Scheduler | None = None, diag: Diag = QUIET) -> None:
         self.clock = clock
+        self.irq = irq
+        self.scheduler = scheduler
+        self.diag = diag
+        self.flags = 0          # register C: PF, AF, UF
+        self._last = clock()    # interrupt sources evaluated up to here (host time)
+        self._timer: Timer | None = None
         self.offset = 0.0  # guest time - host time, seconds
         self.index = 0
         self.nmi_disabled = False
@@ -86,6 +121,75 @@ class Cmos:
             return  # a nonsense date leaves the clock alone
         self.offset = guest - int(self.clock())
 
+    # --- interrupts ----------------------------------------------------------------------
+    def _running(self) -> bool:
+        return not self.ram[REG_B] & B_SET and (self.ram[REG_A] & 0x60) != 0x60
+
+    def _alarm_matches(self, t: float) -> bool:
+        g = time.gmtime(t)
+        for reg, v in ((REG_SEC_ALARM, g.tm_sec), (REG_MIN_ALARM, g.tm_min),
+                       (REG_HOUR_ALARM, g.tm_hour)):
+            alarm = self.ram[reg]
+            if alarm & 0xC0 != 0xC0 and alarm != self._encode(reg - 1, v):
+                return False
+        return True
+
+    def _advance(self, now: float) -> None:
+        """Set the flags of every event between the last evaluation and now."""
+        last, self._last = self._last, now
+        if now <= last:
+            return
+        period = periodic_s(self.ram[REG_A] & 0x0F)
+        if period is not None and (self.ram[REG_A] & 0x60) != 0x60 \
+                and int(now / period) > int(last / period):
+            self.flags |= C_PF
+        if self._running():
+            g0, g1 = int(last + self.offset), int(now + self.offset)
+            if g1 > g0:
+                self.flags |= C_UF
+                for s in range(max(g0 + 1, g1 - MAX_SECONDS_SCANNED), g1 + 1):
+                    if self._alarm_matches(s):
+                        self.flags |= C_AF
+                        break
+
+    def _irqf(self) -> bool:
+        b = self.ram[REG_B]
+        return bool((self.flags & C_PF and b & B_PIE) or (self.flags & C_AF and b & B_AIE)
+                    or (self.flags & C_UF and b & B_UIE))
+
+    def _update_irq(self) -> None:
+        """Drive IRQ 8 and keep a timer only while an enabled source can still raise it."""
+        level = self._irqf()
+        if self.irq is not None:
+            self.irq.set_level(level)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        b = self.ram[REG_B]
+        if level or self.scheduler is None or not b & (B_PIE | B_AIE | B_UIE):
+            return
+        now = self.clock()
+        delays = []
+        period = periodic_s(self.ram[REG_A] & 0x0F)
+        if b & B_PIE and period is not None:
+            delays.append(period - (now % period))
+        if b & (B_AIE | B_UIE) and self._running():
+            g = now + self.offset
+            delays.append(1.0 - (g % 1.0))
+        if delays:
+            self._timer = self.scheduler.call_later(min(delays) + 1e-6, self._on_timer)
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._advance(self.clock())
+            self._update_irq()
+
+    def poll(self) -> None:
+        """Evaluate the interrupt sources now (the timer does this; tests call it)."""
+        self._on_timer()
+
+    # --- ports ---------------------------------------------------------------------------
     def read(self, offset: int, size: int) -> int:
         with self._lock:
             if offset == 0:
@@ -95,9 +199,16 @@ class Cmos:
                 fields = self._latched if self._latched is not None else self._now_fields()
                 return self._encode(reg, fields[reg])
             if reg == REG_A:
-                return self.ram[REG_A] & 0x7F  # UIP (bit 7) never set
+                uip = 0
+                if self._running() and (self.clock() + self.offset) % 1.0 >= 1.0 - UPDATE_WINDOW_S:
+                    uip = A_UIP
+                return (self.ram[REG_A] & 0x7F) | uip
             if reg == REG_C:
-                return 0  # no interrupt flags: periodic/alarm/update IRQs not modelled
+                self._advance(self.clock())
+                v = self.flags | (C_IRQF if self._irqf() else 0)
+                self.flags = 0
+                self._update_irq()
+                return v
             return self.ram[reg]
 
     def write(self, offset: int, size: int, value: int) -> None:
@@ -114,7 +225,11 @@ class Cmos:
                 if self._latched is None:
                     self._set_time(fields)
                 return
+            if reg in (REG_A, REG_B):
+                self._advance(self.clock())  # events so far count under the old settings
             if reg == REG_B:
+                if value & B_SET:
+                    value &= ~B_UIE  # SET clears UIE (datasheet, register B)
                 if value & B_SET and self._latched is None:
                     self._latched = self._now_fields()  # freeze while the guest sets time
                 elif not value & B_SET and self._latched is not None:
@@ -122,7 +237,18 @@ class Cmos:
                     self._set_time(self._latched)
                     self._latched = None
                 self.ram[REG_B] = value
+                self._update_irq()
+                return
+            if reg == REG_A:
+                dv = value & 0x70
+                if dv != DV_NORMAL and dv & 0x60 != 0x60:
+                    self.diag.unmodelled(f"rtc-dv-{dv:#x}", f"RTC register A divider DV="
+                                         f"{dv >> 4:03b} (only 010, 32.768 kHz, and 11x reset)")
+                self.ram[REG_A] = value & 0x7F  # UIP is read-only
+                self._update_irq()
                 return
             if reg in (REG_C, REG_D):
-                return  # read-only
+                self.diag.reserved(f"rtc-ro-{reg}", f"RTC write of {value:#04x} to read-only "
+                                   f"register {'C' if reg == REG_C else 'D'}: ignored")
+                return
             self.ram[reg] = value

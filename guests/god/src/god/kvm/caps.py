@@ -13,10 +13,15 @@ class Cap:
     why: str
 
 
+KVM_CAP_PIT2 = 33
+KVM_CAP_SPLIT_IRQCHIP = 121  # KVM_ENABLE_CAP on the VM: LAPIC in KVM, the rest is god's
+
 CAPS: tuple[Cap, ...] = (
-    Cap(0, "KVM_CAP_IRQCHIP", True, "in-kernel PIC, IOAPIC and LAPIC"),
+    Cap(0, "KVM_CAP_IRQCHIP", True, "in-kernel LAPIC (and PIC/IOAPIC with --irqchip kernel)"),
     Cap(3, "KVM_CAP_USER_MEMORY", True, "guest RAM from an mmap of this process"),
-    Cap(33, "KVM_CAP_PIT2", True, "in-kernel i8254 PIT (KVM_CREATE_PIT2)"),
+    Cap(KVM_CAP_PIT2, "KVM_CAP_PIT2", False, "in-kernel i8254 PIT (KVM_CREATE_PIT2, --irqchip kernel)"),
+    Cap(KVM_CAP_SPLIT_IRQCHIP, "KVM_CAP_SPLIT_IRQCHIP", False,
+        "LAPIC in KVM, god's own IOAPIC/PIC/PIT (--irqchip split, the default)"),
     Cap(136, "KVM_CAP_IMMEDIATE_EXIT", True, "stopping vCPU threads without races"),
     Cap(14, "KVM_CAP_MP_STATE", False, "secondary vCPUs wait for INIT/SIPI"),
     Cap(9, "KVM_CAP_NR_VCPUS", False, "recommended vCPU limit (--cpus)"),

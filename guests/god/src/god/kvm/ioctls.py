@@ -45,11 +45,13 @@ KVM_SET_IDENTITY_MAP_ADDR = _iow(0x48, ctypes.c_uint64)
 KVM_CREATE_IRQCHIP = _io(0x60)
 KVM_IRQ_LINE = _iow(0x61, s.KvmIrqLevel)
 KVM_GET_IRQCHIP = _iowr(0x62, s.KvmIrqchip)
+KVM_SET_GSI_ROUTING = _iow(0x6A, s.KvmIrqRoutingHeader)
 KVM_IRQFD = _iow(0x76, s.KvmIrqfd)
 KVM_CREATE_PIT2 = _iow(0x77, s.KvmPitConfig)
 KVM_IOEVENTFD = _iow(0x79, s.KvmIoeventfd)
 KVM_GET_PIT2 = _ior(0x9F, s.KvmPitState2)
 KVM_SET_PIT2 = _iow(0xA0, s.KvmPitState2)
+KVM_ENABLE_CAP = _iow(0xA3, s.KvmEnableCap)
 KVM_SIGNAL_MSI = _iow(0xA5, s.KvmMsi)
 # vCPU fd
 KVM_RUN = _io(0x80)
@@ -58,6 +60,7 @@ KVM_SET_REGS = _iow(0x82, s.KvmRegs)
 KVM_GET_SREGS = _ior(0x83, s.KvmSregs)
 KVM_SET_SREGS = _iow(0x84, s.KvmSregs)
 KVM_TRANSLATE = _iowr(0x85, s.KvmTranslation)
+KVM_INTERRUPT = _iow(0x86, s.KvmInterrupt)
 KVM_SET_CPUID2 = _iow(0x90, s.KvmCpuid2Header)
 KVM_GET_MP_STATE = _ior(0x98, s.KvmMpState)
 KVM_SET_MP_STATE = _iow(0x99, s.KvmMpState)
@@ -76,10 +79,11 @@ EXIT_FAIL_ENTRY = 9
 EXIT_INTR = 10
 EXIT_INTERNAL_ERROR = 17
 EXIT_SYSTEM_EVENT = 24
+EXIT_IOAPIC_EOI = 26
 EXIT_NAMES = {
     0: "UNKNOWN", 1: "EXCEPTION", 2: "IO", 3: "HYPERCALL", 4: "DEBUG", 5: "HLT", 6: "MMIO",
     7: "IRQ_WINDOW_OPEN", 8: "SHUTDOWN", 9: "FAIL_ENTRY", 10: "INTR", 17: "INTERNAL_ERROR",
-    24: "SYSTEM_EVENT",
+    24: "SYSTEM_EVENT", 26: "IOAPIC_EOI",
 }
 IO_IN, IO_OUT = 0, 1
 SYSTEM_EVENT_SHUTDOWN, SYSTEM_EVENT_RESET, SYSTEM_EVENT_CRASH = 1, 2, 3
@@ -89,6 +93,7 @@ INTERNAL_ERROR_NAMES = {
     3: "failed to deliver an event (interrupt/exception) to the guest",
     4: "unexpected exit reason from hardware",
 }
+IRQ_ROUTING_MSI = 2
 PIT_SPEAKER_DUMMY = 1            # KVM_PIT_SPEAKER_DUMMY: KVM also answers port 0x61
 MP_STATE_RUNNABLE = 0
 MP_STATE_UNINITIALIZED = 1

@@ -106,6 +106,37 @@ class KvmMpState(ctypes.Structure):
     _fields_ = [("mp_state", u32)]
 
 
+class KvmEnableCap(ctypes.Structure):
+    _fields_ = [("cap", u32), ("flags", u32), ("args", u64 * 4), ("pad", u8 * 64)]
+
+
+class KvmInterrupt(ctypes.Structure):
+    """struct kvm_interrupt: the vector KVM_INTERRUPT queues as an ExtINT (split irqchip)."""
+    _fields_ = [("irq", u32)]
+
+
+class KvmIrqRoutingMsi(ctypes.Structure):
+    _fields_ = [("address_lo", u32), ("address_hi", u32), ("data", u32), ("devid", u32),
+                ("pad", u32 * 4)]  # the union in kvm_irq_routing_entry is 32 bytes
+
+
+class KvmIrqRoutingEntry(ctypes.Structure):
+    _fields_ = [("gsi", u32), ("type", u32), ("flags", u32), ("pad", u32),
+                ("msi", KvmIrqRoutingMsi)]
+
+
+class KvmIrqRoutingHeader(ctypes.Structure):
+    """Header of the variable-length struct kvm_irq_routing; see irq_routing_type()."""
+    _fields_ = [("nr", u32), ("flags", u32)]
+
+
+def irq_routing_type(n: int) -> type[ctypes.Structure]:
+    class KvmIrqRouting(ctypes.Structure):
+        _fields_ = [("nr", u32), ("flags", u32), ("entries", KvmIrqRoutingEntry * n)]
+
+    return KvmIrqRouting
+
+
 class KvmIrqchip(ctypes.Structure):
     """struct kvm_irqchip: chip_id + 512 bytes of PIC or IOAPIC state."""
     _fields_ = [("chip_id", u32), ("pad", u32), ("chip", u8 * 512)]
@@ -113,7 +144,10 @@ class KvmIrqchip(ctypes.Structure):
 
 # struct kvm_run is read with struct.unpack_from on the mmap (faster per exit than ctypes
 # attribute access); these are its offsets (x86_64), checked against the C header in tests.
+RUN_REQUEST_INTERRUPT_WINDOW = 0
 RUN_IMMEDIATE_EXIT = 1
+RUN_READY_FOR_INTERRUPT_INJECTION = 12
+RUN_IF_FLAG = 13
 RUN_EXIT_REASON = 8
 RUN_EXIT = 32                   # start of the exit union
 RUN_IO_DIRECTION = 32           # u8 direction, u8 size, u16 port, u32 count, u64 data_offset
@@ -121,6 +155,7 @@ RUN_IO_DATA_OFFSET = 40
 RUN_MMIO_PHYS_ADDR = 32         # u64 phys_addr, u8 data[8], u32 len, u8 is_write
 RUN_MMIO_DATA = 40
 RUN_MMIO_LEN = 48
+RUN_EOI_VECTOR = 32            # KVM_EXIT_IOAPIC_EOI: u8 vector
 RUN_INTERNAL_SUBERROR = 32      # u32 suberror, u32 ndata, u64 data[16]
 RUN_INTERNAL_DATA = 40
 RUN_SYSTEM_EVENT_TYPE = 32      # u32 type, u32 ndata, u64 data[16]

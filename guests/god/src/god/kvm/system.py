@@ -16,7 +16,7 @@ import os
 from god.flavour import kvm_flavour
 from god.kvm import ioctls as k
 from god.kvm import structs as s
-from god.kvm.caps import CAPS, Cap
+from god.kvm.caps import CAPS, KVM_CAP_SPLIT_IRQCHIP, Cap
 
 KVM_API_VERSION = 12  # the only stable KVM API version since Linux 2.6.22
 
@@ -132,6 +132,23 @@ class VmFd:
     def create_irqchip(self) -> None:
         _ioctl(self.fd, "KVM_CREATE_IRQCHIP", k.KVM_CREATE_IRQCHIP, 0)
 
+    def enable_split_irqchip(self, ioapic_pins: int) -> None:
+        """LAPICs in KVM, PIC/IOAPIC/PIT in userspace; GSIs 0..ioapic_pins-1 are reserved
+        for the userspace IOAPIC's MSI routes (their level-triggered vectors get EOI exits).
+        Must come before any vCPU exists."""
+        cap = s.KvmEnableCap(cap=KVM_CAP_SPLIT_IRQCHIP)
+        cap.args[0] = ioapic_pins
+        _ioctl(self.fd, "KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)", k.KVM_ENABLE_CAP, cap)
+
+    def set_msi_routes(self, routes: list[tuple[int, int, int]]) -> None:
+        """KVM_SET_GSI_ROUTING with one MSI route per (gsi, address, data); replaces all."""
+        table = s.irq_routing_type(len(routes))()
+        table.nr = len(routes)
+        for e, (gsi, address, data) in zip(table.entries, routes):
+            e.gsi, e.type = gsi, k.IRQ_ROUTING_MSI
+            e.msi.address_lo, e.msi.address_hi, e.msi.data = address & 0xFFFFFFFF, address >> 32, data
+        _ioctl(self.fd, "KVM_SET_GSI_ROUTING", k.KVM_SET_GSI_ROUTING, table)
+
     def create_pit2(self, flags: int = k.PIT_SPEAKER_DUMMY) -> None:
         _ioctl(self.fd, "KVM_CREATE_PIT2", k.KVM_CREATE_PIT2, s.KvmPitConfig(flags=flags))
 
@@ -210,6 +227,11 @@ class VcpuFd:
 
     def set_cpuid2(self, cpuid: ctypes.Structure) -> None:
         _ioctl(self.fd, "KVM_SET_CPUID2", k.KVM_SET_CPUID2, cpuid)
+
+    def interrupt(self, vector: int) -> None:
+        """KVM_INTERRUPT: queue an external (8259) interrupt; split irqchip only. Must be
+        called on this vCPU's own thread (KVM_RUN holds the vCPU)."""
+        _ioctl(self.fd, "KVM_INTERRUPT", k.KVM_INTERRUPT, s.KvmInterrupt(vector))
 
     def get_mp_state(self) -> int:
         st = s.KvmMpState()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from god.devices.bus import Bus
 from god.kvm import ioctls as k
 from god.kvm import structs as s
-from god.kvm.system import VcpuFd
+from god.kvm.system import KvmError, VcpuFd
 from god.memory import GuestMemory, GuestMemoryError
 from god.vcpu.explain import explain
 
@@ -57,6 +57,12 @@ class VcpuRunner:
         self.stopping = False
         self.exits = 0
         self.thread: threading.Thread | None = None
+        # Split irqchip: EOIs of level-triggered vectors go to god's IOAPIC; on the BSP the
+        # 8259's INT is injected with KVM_INTERRUPT (irq_request mirrors that INT line).
+        self.on_eoi: Callable[[int], None] | None = None
+        self.pic_ack: Callable[[], int] | None = None
+        self.irq_request = False
+        self.kick: Callable[[], None] | None = None
 
     # --- control from other threads ------------------------------------------------------
     def start(self) -> None:
@@ -72,6 +78,35 @@ class VcpuRunner:
             self.vcpu.run[s.RUN_IMMEDIATE_EXIT] = 1
         except ValueError:
             pass  # run page already unmapped
+
+    def request_extint(self, level: bool) -> None:
+        """The 8259's INT changed (any thread). The vCPU thread injects on its next entry;
+        kick it out of KVM_RUN so that happens now (e.g. it sits in HLT)."""
+        self.irq_request = level
+        if level and self.thread is not None and self.thread is not threading.current_thread():
+            # immediate_exit covers a thread about to enter KVM_RUN (the signal alone would
+            # be lost there), the signal one already inside; EINTR is handled in the loop.
+            try:
+                self.vcpu.run[s.RUN_IMMEDIATE_EXIT] = 1
+            except ValueError:
+                return  # run page unmapped: stopping
+            if self.kick is not None:
+                self.kick()
+
+    def _inject_extint(self, run: object) -> None:
+        """Before KVM_RUN with the 8259's INT high: INTA + KVM_INTERRUPT if the vCPU can take
+        an interrupt now (IF=1, LINT0 accepts ExtINT, nothing queued), else ask KVM for an
+        interrupt-window exit (api.rst: request_interrupt_window, KVM_EXIT_IRQ_WINDOW_OPEN)."""
+        ack = self.pic_ack
+        if ack is None:
+            return
+        if run[s.RUN_READY_FOR_INTERRUPT_INJECTION]:  # type: ignore[index]
+            vector = ack()
+            try:
+                self.vcpu.interrupt(vector)
+            except KvmError:
+                pass  # EEXIST: one is still queued; the window exit brings us back
+        run[s.RUN_REQUEST_INTERRUPT_WINDOW] = 1 if self.irq_request else 0  # type: ignore[index]
 
     # --- the loop --------------------------------------------------------------------------
     def _thread_main(self) -> None:
@@ -105,6 +140,8 @@ class VcpuRunner:
             # No per-iteration stop check: request_stop() sets immediate_exit, so the next
             # KVM_RUN fails with EINTR and the stop is seen there.
             while True:
+                if self.irq_request:
+                    self._inject_extint(run)
                 try:
                     # No third argument: fcntl.ioctl then skips two failing argument
                     # parses (each builds a TypeError) - 0.7 us per exit on this host.
@@ -168,9 +205,15 @@ class VcpuRunner:
         run = self.vcpu.run
         idx = self.vcpu.index
         if reason in (k.EXIT_INTR, k.EXIT_IRQ_WINDOW_OPEN):
+            if not self.irq_request:
+                run[s.RUN_REQUEST_INTERRUPT_WINDOW] = 0
+            return None  # the loop injects a pending 8259 interrupt before re-entering
+        if reason == k.EXIT_IOAPIC_EOI:
+            if self.on_eoi is not None:
+                self.on_eoi(run[s.RUN_EOI_VECTOR])
             return None
         if reason == k.EXIT_HLT:
-            # Only without an in-kernel irqchip; god always has one, so a HLT exit means
+            # Only without an in-kernel LAPIC; god always has one, so a HLT exit means
             # the vCPU can never wake: report it rather than spin.
             return VmExit(STATUS_GUEST_CRASH, f"vCPU {idx}: halted with no way to wake", "hlt")
         if reason == k.EXIT_SHUTDOWN:
