@@ -18,6 +18,8 @@ CAPABILITIES: dict[str, str] = {
     "llm": "runs llama.cpp and reports tokens per second",
     "linux": "a Linux kernel with a shell",
     "smp": "two or more vCPUs",
+    "dma": "the agent names a DMA area in guest RAM and moves bytes to and from RAM (mrd/mwr, "
+           "vmmio): the host-side virtio driver (pytest_vmm/virtio) can run",
 }
 
 

@@ -16,6 +16,10 @@
 #define E_TIMEOUT 6
 #define E_NOCPU 7
 #define E_UNSUPPORTED 8
+#define MEM_CHUNK 96           /* bytes per mrd/mwr line: 192 hex digits stay under 240 */
+#define DMA_AREA_SIZE 0x40000  /* 256 KiB for host-side drivers' rings and buffers */
+
+static u8 dma_area[DMA_AREA_SIZE] __attribute__((aligned(4096)));
 
 struct req {
     char *id;
@@ -433,6 +437,124 @@ static int h_exit(struct ctx *c) {
 
 static int h_rx_burst(struct ctx *c);
 
+/* ------------------------------------------------------------------ guest RAM for host-side drivers
+ * The host's virtio driver (pytest_vmm/virtio) lays its rings and buffers in dma_area and
+ * moves bytes with mrd/mwr (hex, up to MEM_CHUNK bytes a line); vmmio names the
+ * virtio-mmio slots the command line announces (virtio_mmio.device=<size>@<addr>:<gsi>). */
+static int h_dma(struct ctx *c) {
+    o_kv_hex(c->o, "base", (u64)dma_area);
+    o_kv_hex(c->o, "size", DMA_AREA_SIZE);
+    return 0;
+}
+
+static int hexval(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+static int h_mrd(struct ctx *c) {
+    static const char hex[] = "0123456789abcdef";
+    ARG(addr, "addr", 1, 0, ~0ULL);
+    ARG(n, "n", 1, 0, MEM_CHUNK);
+    u8 buf[MEM_CHUNK];
+    guard_fault[c->cpu] = 0;
+    guard_armed[c->cpu] = 1;
+    for (u64 i = 0; i < n && !guard_fault[c->cpu]; i++)
+        buf[i] = (u8)mmio_rd8(addr + i);
+    int e = guard_end(c, addr);
+    if (e)
+        return e;
+    o_str(c->o, " hex=");
+    for (u64 i = 0; i < n; i++) {
+        o_chr(c->o, hex[buf[i] >> 4]);
+        o_chr(c->o, hex[buf[i] & 15]);
+    }
+    return 0;
+}
+
+static int h_mwr(struct ctx *c) {
+    ARG(addr, "addr", 1, 0, ~0ULL);
+    const char *h = arg_str(c, "hex");
+    if (!h) { c->err_text = "hex"; return E_ARG; }
+    u8 buf[MEM_CHUNK];
+    u64 n = 0;
+    for (; h[0] && h[1]; h += 2) {
+        int hi = hexval(h[0]), lo = hexval(h[1]);
+        if (hi < 0 || lo < 0 || n == MEM_CHUNK) { c->err_text = "hex"; return E_ARG; }
+        buf[n++] = (u8)(hi << 4 | lo);
+    }
+    if (h[0]) { c->err_text = "hex"; return E_ARG; }
+    guard_fault[c->cpu] = 0;
+    guard_armed[c->cpu] = 1;
+    for (u64 i = 0; i < n && !guard_fault[c->cpu]; i++)
+        mmio_wr8(addr + i, buf[i]);
+    return guard_end(c, addr);
+}
+
+static const char *boot_cmdline(void) {
+    if (streq(boot_protocol, "pvh")) /* hvm_start_info.cmdline_paddr at offset 24 */
+        return (const char *)*(volatile u64 *)((u64)boot_ebx + 24);
+    if (streq(boot_protocol, "multiboot") && (*(volatile u32 *)(u64)boot_ebx & 4))
+        return (const char *)(u64)*(volatile u32 *)((u64)boot_ebx + 16);
+    return 0;
+}
+
+/* Parses "<size>[K]@<addr>:<gsi>" at s; 0 if it is not one. */
+static int parse_vmmio(const char *s, u64 *size, u64 *addr, u64 *gsi) {
+    char num[24];
+    int n = 0;
+    u64 *dst[3] = {size, addr, gsi};
+    const char stop[3] = {'@', ':', ' '};
+    for (int f = 0; f < 3; f++) {
+        n = 0;
+        while (*s && *s != stop[f] && *s != ' ' && n < 23)
+            num[n++] = *s++;
+        num[n] = 0;
+        int kilo = f == 0 && n > 0 && (num[n - 1] == 'K' || num[n - 1] == 'k');
+        if (kilo)
+            num[--n] = 0;
+        if (!n || parse_u64(num, dst[f]))
+            return 0;
+        if (kilo)
+            *dst[f] <<= 10;
+        if (f < 2) {
+            if (*s != stop[f])
+                return 0;
+            s++;
+        }
+    }
+    return 1;
+}
+
+static int h_vmmio(struct ctx *c) {
+    static const char key[] = "virtio_mmio.device=";
+    ARG(want, "i", 0, 0, 63);
+    const char *s = boot_cmdline();
+    u64 count = 0, size = 0, addr = 0, gsi = 0, found = 0;
+    for (; s && *s; s++) {
+        int k = 0;
+        while (key[k] && s[k] == key[k])
+            k++;
+        if (key[k] || (s != boot_cmdline() && s[-1] != ' '))
+            continue;
+        u64 sz, a, g;
+        if (!parse_vmmio(s + k, &sz, &a, &g))
+            continue;
+        if (count == want)
+            size = sz, addr = a, gsi = g, found = 1;
+        count++;
+    }
+    o_kv_dec(c->o, "n", count);
+    if (found) {
+        o_kv_hex(c->o, "addr", addr);
+        o_kv_hex(c->o, "size", size);
+        o_kv_dec(c->o, "gsi", gsi);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ dispatch */
 struct command {
     const char *name;
@@ -450,6 +572,7 @@ static const struct command commands[] = {
     {"pit_start", h_pit_start, 1}, {"pit_read", h_pit_read, 1},   {"pit_stop", h_pit_stop, 1},
     {"pit_measure", h_pit_measure, 1}, {"uart_stats", h_uart_stats, 1}, {"rx_burst", h_rx_burst, 1},
     {"uart_loopback", h_uart_loopback, 1}, {"exit", h_exit, 0},
+    {"dma", h_dma, 0},             {"mrd", h_mrd, 0},             {"mwr", h_mwr, 0},            {"vmmio", h_vmmio, 0},
 };
 
 static u8 sum8(const char *s, int n) {

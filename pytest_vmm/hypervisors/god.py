@@ -40,8 +40,9 @@ class God(Hypervisor):
             argv += ["--initrd", str(spec.initrd)]
         if spec.cmdline:
             argv += ["--append", spec.cmdline]
-        for disk in spec.disks:
-            argv += ["--disk", f"{disk.path},ro" if disk.read_only else str(disk.path)]
+        for index, disk in enumerate(spec.disks):
+            path = disk.launch_path(run_dir, index)
+            argv += ["--disk", f"{path},ro" if disk.read_only else str(path)]
         sockets = []
         if spec.vsock is not None:
             uds = run_dir / spec.vsock.socket_name
