@@ -437,6 +437,163 @@ static int h_exit(struct ctx *c) {
 
 static int h_rx_burst(struct ctx *c);
 
+/* ------------------------------------------------------------------ port sequences for register checks
+ * ioseq runs a list of port operations with interrupts off, so a check can time a register
+ * change in microseconds (pytest_vmm/agent/ioseq.py encodes them; all numbers hex):
+ *   o<port>.<val>            outb
+ *   w<port>.<val>.<n>        outb n times
+ *   i<port>                  inb -> result
+ *   d<us>                    busy-wait (TSC)
+ *   p<port>.<mask>.<val>.<ms> poll until (inb & mask) == val -> result: last value; err 6 on timeout
+ *   c<port>.<mask>.<ms>      read for ms, count reads with (inb & mask) != 0 -> result: count
+ *   t                        ns since the sequence started -> result
+ * uart_seq does the same on COM1 (the agent's console) and puts the UART back as it was. */
+#define SEQ_MAX_RESULTS 48
+#define SEQ_MAX_MS 3000
+
+static int hexval(char ch);
+
+static int seq_num(const char **p, u64 *v) {
+    u64 x = 0;
+    int n = 0, d;
+    while ((d = hexval(**p)) >= 0) {
+        x = x << 4 | (u64)d;
+        (*p)++;
+        n++;
+    }
+    *v = x;
+    return n ? 0 : -1;
+}
+
+static int seq_nums(const char **p, u64 *v, int count) {
+    for (int i = 0; i < count; i++) {
+        if (i && *(*p)++ != '.')
+            return -1;
+        if (seq_num(p, &v[i]))
+            return -1;
+    }
+    return 0;
+}
+
+static int run_ioseq(struct ctx *c, const char *ops) {
+    static const char hexd[] = "0123456789abcdef";
+    u64 results[SEQ_MAX_RESULTS];
+    int nres = 0, op = 0;
+    u64 start = rdtsc();
+    const char *p = ops;
+    while (*p) {
+        char kind = *p++;
+        u64 v[4] = {0, 0, 0, 0};
+        int need = kind == 'o' ? 2 : kind == 'w' ? 3 : kind == 'i' || kind == 'd' ? 1 : kind == 'p' ? 4 : kind == 'c' ? 3 : 0;
+        if ((kind != 't' && need == 0) || seq_nums(&p, v, need) || (*p && *p != ',') ||
+            (need && v[0] > 0xFFFF && kind != 'd') || ((kind == 'p' && v[3] > SEQ_MAX_MS) || (kind == 'c' && v[2] > SEQ_MAX_MS)) ||
+            (kind == 'd' && v[0] > SEQ_MAX_MS * 1000ULL)) {
+            c->err_text = "ops";
+            c->err_val = (u64)op;
+            c->has_err_val = 1;
+            return E_ARG;
+        }
+        if (*p == ',')
+            p++;
+        if (kind == 'o') {
+            outb((u16)v[0], (u8)v[1]);
+        } else if (kind == 'w') {
+            for (u64 i = 0; i < v[2] && i < 0x10000; i++)
+                outb((u16)v[0], (u8)v[1]);
+        } else if (kind == 'i') {
+            if (nres < SEQ_MAX_RESULTS) results[nres++] = inb((u16)v[0]);
+        } else if (kind == 'd') {
+            delay_us(v[0]);
+        } else if (kind == 't') {
+            if (nres < SEQ_MAX_RESULTS) results[nres++] = tsc_to_ns(rdtsc() - start);
+        } else if (kind == 'p') {
+            u64 end = rdtsc() + ms_to_tsc(v[3]);
+            u8 x;
+            while (((x = inb((u16)v[0])) & v[1]) != v[2])
+                if (rdtsc() > end) {
+                    c->err_text = "poll timed out at op";
+                    c->err_val = (u64)op;
+                    c->has_err_val = 1;
+                    return E_TIMEOUT;
+                }
+            if (nres < SEQ_MAX_RESULTS) results[nres++] = x;
+        } else { /* 'c' */
+            u64 end = rdtsc() + ms_to_tsc(v[2]), n = 0;
+            while (rdtsc() < end)
+                if (inb((u16)v[0]) & v[1])
+                    n++;
+            if (nres < SEQ_MAX_RESULTS) results[nres++] = n;
+        }
+        op++;
+    }
+    o_str(c->o, " v=");
+    for (int i = 0; i < nres; i++) {
+        if (i)
+            o_chr(c->o, ',');
+        u64 x = results[i];
+        char tmp[17];
+        int n = 0;
+        do tmp[n++] = hexd[x & 15]; while (x >>= 4);
+        while (n)
+            o_chr(c->o, tmp[--n]);
+    }
+    return 0;
+}
+
+static int h_ioseq(struct ctx *c) {
+    const char *ops = arg_str(c, "ops");
+    if (!ops) { c->err_text = "ops"; return E_ARG; }
+    cli();
+    int e = run_ioseq(c, ops);
+    sti();
+    return e;
+}
+
+static int h_uart_seq(struct ctx *c) {
+    const char *ops = arg_str(c, "ops");
+    if (!ops) { c->err_text = "ops"; return E_ARG; }
+    cli();
+    while (!(inb(COM1 + 5) & 0x40)) /* TEMT: the last reply has left the shift register */
+        pause();
+    u8 ier = inb(COM1 + 1), lcr = inb(COM1 + 3), mcr = inb(COM1 + 4);
+    outb(COM1 + 3, (u8)(lcr | 0x80));
+    u8 dll = inb(COM1 + 0), dlm = inb(COM1 + 1);
+    outb(COM1 + 3, lcr);
+    int e = run_ioseq(c, ops);
+    /* back to the console's state: loopback on while the FIFO drains, so nothing leaks out */
+    outb(COM1 + 1, 0);
+    outb(COM1 + 4, (u8)(inb(COM1 + 4) | 0x10));
+    outb(COM1 + 3, 0x80);
+    outb(COM1 + 0, dll);
+    outb(COM1 + 1, dlm);
+    outb(COM1 + 3, lcr);
+    outb(COM1 + 2, 0x07);
+    for (int i = 0; i < 64 && (inb(COM1 + 5) & 1); i++)
+        (void)inb(COM1);
+    (void)inb(COM1 + 5);
+    (void)inb(COM1 + 2);
+    outb(COM1 + 4, mcr);
+    outb(COM1 + 1, ier);
+    sti();
+    return e;
+}
+
+/* First 16-byte-aligned address in [addr, addr+len) holding the 4-byte signature sig
+ * (little-endian u32), e.g. "_MP_" or "RSD " -> addr; n=0 when there is none. */
+static int h_mfind(struct ctx *c) {
+    ARG(addr, "addr", 1, 0, 0xFFFFFFFFULL);
+    ARG(len, "len", 1, 0, 0x100000);
+    ARG(sig, "sig", 1, 0, 0xFFFFFFFFULL);
+    for (u64 a = (addr + 15) & ~15ULL; a + 4 <= addr + len; a += 16)
+        if (*(volatile u32 *)a == (u32)sig) {
+            o_kv_dec(c->o, "n", 1);
+            o_kv_hex(c->o, "addr", a);
+            return 0;
+        }
+    o_kv_dec(c->o, "n", 0);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ guest RAM for host-side drivers
  * The host's virtio driver (pytest_vmm/virtio) lays its rings and buffers in dma_area and
  * moves bytes with mrd/mwr (hex, up to MEM_CHUNK bytes a line); vmmio names the
@@ -573,6 +730,7 @@ static const struct command commands[] = {
     {"pit_measure", h_pit_measure, 1}, {"uart_stats", h_uart_stats, 1}, {"rx_burst", h_rx_burst, 1},
     {"uart_loopback", h_uart_loopback, 1}, {"exit", h_exit, 0},
     {"dma", h_dma, 0},             {"mrd", h_mrd, 0},             {"mwr", h_mwr, 0},            {"vmmio", h_vmmio, 0},
+    {"ioseq", h_ioseq, 1},         {"uart_seq", h_uart_seq, 1},   {"mfind", h_mfind, 0},
 };
 
 static u8 sum8(const char *s, int n) {

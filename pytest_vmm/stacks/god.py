@@ -41,7 +41,9 @@ def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
         ready=agent_ready_pattern(),
         fail_patterns=list(COMMON_FAIL_PATTERNS),
         boot_timeout_s=20.0,
-        qemu_machine="microvm",
+        # rtc=on: the reference MC146818 for the CMOS checks (microvm leaves it out under KVM);
+        # ioapic2=off: virtio-mmio GSIs 5+ on the one IOAPIC the probe drives, as on god.
+        qemu_machine="microvm,rtc=on,ioapic2=off",
     )
 
 
