@@ -20,9 +20,9 @@ class Slot:
     device_id: int
 
 
-# QEMU microvm (docs/system/i386/microvm.rst, hw/i386/microvm.c): transports of 0x200 bytes
-# from 0xfeb00000; their GSIs start at 5 with one IOAPIC (8 transports) and at 24, on the
-# second IOAPIC at 0xfec10000, when ACPI gives it one (24 transports). Its command line only
+# QEMU microvm (hw/i386/microvm.c): transports of 0x200 bytes from 0xfeb00000; with one
+# IOAPIC there are 8 on GSIs 16-23, with the second IOAPIC (0xfec10000, ACPI on) 24 on
+# GSIs 24-47 (seen on QEMU 7.2: devices fill the last slots, GSI = base + slot index). Its command line only
 # announces them to a Linux kernel, so for other kernels they are found by scanning.
 MICROVM_BASE = 0xFEB00000
 MICROVM_IOAPIC2 = 0xFEC10000
@@ -44,7 +44,7 @@ def microvm_slots(agent: AgentClient) -> list[Slot]:
     """QEMU microvm's transports that have a device behind them."""
     agent.mmio_write(MICROVM_IOAPIC2, 4, IOAPIC_VERSION_REG)
     two_ioapics = agent.mmio_read(MICROVM_IOAPIC2 + 0x10, 4) not in (0, 0xFFFFFFFF)
-    count, gsi_base = (24, 24) if two_ioapics else (8, 5)
+    count, gsi_base = (24, 24) if two_ioapics else (8, 16)
     slots = []
     for i in range(count):
         addr = MICROVM_BASE + MMIO_SLOT_SIZE * i
