@@ -55,7 +55,7 @@ stack = Stack(
     boot=boot,
     default_hypervisor="god",
     hypervisors=("god", "qemu", "god-svm"),
-    capabilities=frozenset({"serial", "agent", "mmio", "irq", "timer", "smp", "dma", "blk", "vsock"}),
+    capabilities=frozenset({"serial", "agent", "mmio", "irq", "timer", "smp", "dma", "portseq", "blk", "vsock"}),
     missing_on={"qemu": frozenset({"vsock"}), "god-svm": frozenset({"blk", "vsock"})},
     channels={"agent": agent_channel},
 )

@@ -10,9 +10,6 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from pytest_vmm.agent.client import AgentClient
 
-MEM_CHUNK = 96  # bytes per agent mrd/mwr line (guests/probe/agent.c MEM_CHUNK)
-
-
 class Memory(Protocol):
     """Guest-physical memory as the device sees it."""
 
@@ -58,19 +55,10 @@ class AgentMemory:
         self.agent = agent
 
     def read(self, addr: int, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            step = min(MEM_CHUNK, n - len(out))
-            reply = self.agent.request("mrd", addr=addr + len(out), n=step)
-            chunk = bytes.fromhex(reply.fields.get("hex", ""))
-            if len(chunk) != step:
-                raise ValueError(f"mrd {addr + len(out):#x} n={step}: got {len(chunk)} bytes: {reply.raw!r}")
-            out += chunk
-        return bytes(out)
+        return self.agent.mem_read(addr, n)
 
     def write(self, addr: int, data: bytes) -> None:
-        for i in range(0, len(data), MEM_CHUNK):
-            self.agent.request("mwr", addr=addr + i, hex=data[i : i + MEM_CHUNK].hex())
+        self.agent.mem_write(addr, data)
 
 
 class AgentRegisters:

@@ -159,8 +159,9 @@ class SplitQueue:
 class MmioDevice:
     """The driver's view of one virtio-mmio (version 2) device."""
 
-    def __init__(self, regs: Registers, mem: Memory, arena: Arena) -> None:
+    def __init__(self, regs: Registers, mem: Memory, arena: Arena, gsi: int | None = None) -> None:
         self.regs, self.mem, self.arena = regs, mem, arena
+        self.gsi = gsi  # the device's interrupt line, where the platform says
         self.queues: dict[int, SplitQueue] = {}
 
     # ----------------------------------------------------------- registers

@@ -68,9 +68,8 @@ def find_slots(agent: AgentClient) -> list[Slot]:
 
 
 def dma_arena(agent: AgentClient) -> Arena:
-    reply = agent.request("dma")
-    base = reply.int("base")
-    return Arena(base, base + reply.int("size"))
+    base, size = agent.dma_area()
+    return Arena(base, base + size)
 
 
 def device(agent: AgentClient, slot: Slot, part: int = 0, parts: int = 1) -> MmioDevice:
@@ -80,4 +79,4 @@ def device(agent: AgentClient, slot: Slot, part: int = 0, parts: int = 1) -> Mmi
     whole = dma_arena(agent)
     step = ((whole.end - whole.start) // parts) & ~0xFFF
     start = whole.start + step * part
-    return MmioDevice(AgentRegisters(agent, slot.addr), AgentMemory(agent), Arena(start, start + step))
+    return MmioDevice(AgentRegisters(agent, slot.addr), AgentMemory(agent), Arena(start, start + step), slot.gsi)

@@ -36,8 +36,9 @@ class Packet:
 
     @classmethod
     def parse(cls, raw: bytes) -> Packet:
-        fields = VSOCK_HDR.unpack_from(raw)
-        return cls(*fields, payload=raw[VSOCK_HDR.size : VSOCK_HDR.size + fields[4]])
+        f = VSOCK_HDR.unpack_from(raw)
+        return cls(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9],
+                   payload=raw[VSOCK_HDR.size : VSOCK_HDR.size + f[4]])
 
 
 class VsockDriver:

@@ -22,7 +22,7 @@ def queue(size: int = 4) -> tuple[BytesMemory, SplitQueue]:
 def model_device_step(mem: BytesMemory, q: SplitQueue, written: int) -> list[list[tuple[int, int, int]]]:
     """A device per 2.7: take every new avail entry, walk its chain (following INDIRECT),
     put (head, written) in the used ring, then bump used idx. Returns the chains seen."""
-    u16 = lambda a: struct.unpack_from("<H", mem.data, a)[0]  # noqa: E731
+    u16 = lambda a: struct.unpack_from("<H", mem.data, a)[0]
     avail_idx, used_idx = u16(q.avail + 2), u16(q.used + 2)
     chains = []
     while used_idx != avail_idx:

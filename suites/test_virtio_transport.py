@@ -34,7 +34,7 @@ from pytest_vmm.virtio.layout import (
     bit,
 )
 from pytest_vmm.virtio.slots import Slot, device, find_slots
-from pytest_vmm.virtio.testdisk import sector
+from pytest_vmm.virtio.testdisk import SECTORS, sector
 
 pytestmark = pytest.mark.vmm_requires("dma", "blk")
 
@@ -61,7 +61,6 @@ def blkdev(machine: Machine) -> Iterator[MmioDevice]:
     """The writable block device, reset; reset again afterwards (2.4: reset leaves no state)."""
     slot, part, parts = blk_slot(machine)
     dev = device(machine.agent, slot, part, parts)
-    dev.slot = slot  # type: ignore[attr-defined]
     yield dev
     dev.set_status(0)
 
@@ -213,8 +212,6 @@ def test_config_generation_stable_without_changes(blkdev: MmioDevice) -> None:
     cap = blk.capacity(blkdev)
     after = blkdev.config_generation()
     assert before == after, f"ConfigGeneration moved {before} -> {after} with no configuration change"
-    from pytest_vmm.virtio.testdisk import SECTORS
-
     assert cap == SECTORS, f"capacity: expected {SECTORS} sectors (the disk's size / 512), observed {cap}"
 
 
@@ -273,13 +270,14 @@ def test_interrupt_status_and_ack(blkdev: MmioDevice) -> None:
 
 
 def _arm_line(machine: Machine, dev: MmioDevice) -> int:
-    slot: Slot = dev.slot  # type: ignore[attr-defined]
-    if slot.gsi >= PROBE_IOAPIC_PINS:
-        pytest.skip(f"the device's GSI {slot.gsi} is on a second IOAPIC, which the probe does not program")
+    gsi = dev.gsi
+    assert gsi is not None
+    if gsi >= PROBE_IOAPIC_PINS:
+        pytest.skip(f"the device's GSI {gsi} is on a second IOAPIC, which the probe does not program")
     # Edge: one interrupt per rising edge of the device's level line, so a line left up
     # until InterruptACK counts once instead of storming an auto-EOI handler.
-    machine.agent.irq_arm(slot.gsi, trigger="edge")
-    return slot.gsi
+    machine.agent.irq_arm(gsi, trigger="edge")
+    return gsi
 
 
 def test_used_buffer_raises_the_line(machine: Machine, blkdev: MmioDevice) -> None:
@@ -292,7 +290,7 @@ def test_used_buffer_raises_the_line(machine: Machine, blkdev: MmioDevice) -> No
         for s in (15, 16):
             before = machine.agent.irq_count(line)
             read_one(blkdev, s)
-            assert poll(lambda: machine.agent.irq_count(line) > before, 5.0), (
+            assert poll(lambda before=before: machine.agent.irq_count(line) > before, 5.0), (
                 f"sector {s}: no interrupt on GSI {line} after the buffer was used")
             blkdev.ack_interrupt(blkdev.interrupt_status())
     finally:
