@@ -18,6 +18,10 @@ CAPABILITIES: dict[str, str] = {
     "llm": "runs llama.cpp and reports tokens per second",
     "linux": "a Linux kernel with a shell",
     "smp": "two or more vCPUs",
+    "portseq": "the agent runs port-I/O sequences with interrupts off (ioseq, and uart_seq on its "
+               "own console UART): the register-level device suites",
+    "dma": "the agent names a DMA area in guest RAM and moves bytes to and from RAM (mrd/mwr, "
+           "vmmio): the host-side virtio driver (pytest_vmm/virtio) can run",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,17 @@ KernelFormat = Literal["pvh", "multiboot", "bzimage", "flat", "auto"]
 class Disk:
     path: Path
     read_only: bool = False
+    # Writes must not reach ``path`` (a cached, shared image): the hypervisor boots a copy
+    # made in the machine's run directory, removed with it.
+    scratch: bool = False
+
+    def launch_path(self, run_dir: Path, index: int) -> Path:
+        """The file the hypervisor opens: ``path``, or a fresh copy of it for a scratch disk."""
+        if not self.scratch:
+            return self.path
+        copy = run_dir / f"disk{index}-{self.path.name}"
+        shutil.copyfile(self.path, copy)
+        return copy
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@
 #define E_TIMEOUT 6
 #define E_NOCPU 7
 #define E_UNSUPPORTED 8
+#define MEM_CHUNK 96           /* bytes per mrd/mwr line: 192 hex digits stay under 240 */
+#define DMA_AREA_SIZE 0x40000  /* 256 KiB for host-side drivers' rings and buffers */
+
+static u8 dma_area[DMA_AREA_SIZE] __attribute__((aligned(4096)));
 
 struct req {
     char *id;
@@ -451,6 +455,281 @@ static int h_exit(struct ctx *c) {
 
 static int h_rx_burst(struct ctx *c);
 
+/* ------------------------------------------------------------------ port sequences for register checks
+ * ioseq runs a list of port operations with interrupts off, so a check can time a register
+ * change in microseconds (pytest_vmm/agent/ioseq.py encodes them; all numbers hex):
+ *   o<port>.<val>            outb
+ *   w<port>.<val>.<n>        outb n times
+ *   i<port>                  inb -> result
+ *   d<us>                    busy-wait (TSC)
+ *   p<port>.<mask>.<val>.<ms> poll until (inb & mask) == val -> result: last value; err 6 on timeout
+ *   c<port>.<mask>.<ms>      read for ms, count reads with (inb & mask) != 0 -> result: count
+ *   t                        ns since the sequence started -> result
+ * uart_seq does the same on COM1 (the agent's console) and puts the UART back as it was. */
+#define SEQ_MAX_RESULTS 48
+#define SEQ_MAX_MS 3000
+
+static int hexval(char ch);
+
+static int seq_num(const char **p, u64 *v) {
+    u64 x = 0;
+    int n = 0, d;
+    while ((d = hexval(**p)) >= 0) {
+        x = x << 4 | (u64)d;
+        (*p)++;
+        n++;
+    }
+    *v = x;
+    return n ? 0 : -1;
+}
+
+static int seq_nums(const char **p, u64 *v, int count) {
+    for (int i = 0; i < count; i++) {
+        if (i && *(*p)++ != '.')
+            return -1;
+        if (seq_num(p, &v[i]))
+            return -1;
+    }
+    return 0;
+}
+
+static int run_ioseq(struct ctx *c, const char *ops) {
+    static const char hexd[] = "0123456789abcdef";
+    u64 results[SEQ_MAX_RESULTS];
+    int nres = 0, op = 0;
+    u64 start = rdtsc();
+    const char *p = ops;
+    while (*p) {
+        char kind = *p++;
+        u64 v[4] = {0, 0, 0, 0};
+        int need = kind == 'o' ? 2 : kind == 'w' ? 3 : kind == 'i' || kind == 'd' ? 1 : kind == 'p' ? 4 : kind == 'c' ? 3 : 0;
+        if ((kind != 't' && need == 0) || seq_nums(&p, v, need) || (*p && *p != ',') ||
+            (need && v[0] > 0xFFFF && kind != 'd') || ((kind == 'p' && v[3] > SEQ_MAX_MS) || (kind == 'c' && v[2] > SEQ_MAX_MS)) ||
+            (kind == 'd' && v[0] > SEQ_MAX_MS * 1000ULL)) {
+            c->err_text = "ops";
+            c->err_val = (u64)op;
+            c->has_err_val = 1;
+            return E_ARG;
+        }
+        if (*p == ',')
+            p++;
+        if (kind == 'o') {
+            outb((u16)v[0], (u8)v[1]);
+        } else if (kind == 'w') {
+            for (u64 i = 0; i < v[2] && i < 0x10000; i++)
+                outb((u16)v[0], (u8)v[1]);
+        } else if (kind == 'i') {
+            if (nres < SEQ_MAX_RESULTS) results[nres++] = inb((u16)v[0]);
+        } else if (kind == 'd') {
+            delay_us(v[0]);
+        } else if (kind == 't') {
+            if (nres < SEQ_MAX_RESULTS) results[nres++] = tsc_to_ns(rdtsc() - start);
+        } else if (kind == 'p') {
+            u64 end = rdtsc() + ms_to_tsc(v[3]);
+            u8 x;
+            while (((x = inb((u16)v[0])) & v[1]) != v[2])
+                if (rdtsc() > end) {
+                    c->err_text = "poll timed out at op";
+                    c->err_val = (u64)op;
+                    c->has_err_val = 1;
+                    return E_TIMEOUT;
+                }
+            if (nres < SEQ_MAX_RESULTS) results[nres++] = x;
+        } else { /* 'c' */
+            u64 end = rdtsc() + ms_to_tsc(v[2]), n = 0;
+            while (rdtsc() < end)
+                if (inb((u16)v[0]) & v[1])
+                    n++;
+            if (nres < SEQ_MAX_RESULTS) results[nres++] = n;
+        }
+        op++;
+    }
+    o_str(c->o, " v=");
+    for (int i = 0; i < nres; i++) {
+        if (i)
+            o_chr(c->o, ',');
+        u64 x = results[i];
+        char tmp[17];
+        int n = 0;
+        do tmp[n++] = hexd[x & 15]; while (x >>= 4);
+        while (n)
+            o_chr(c->o, tmp[--n]);
+    }
+    return 0;
+}
+
+static int h_ioseq(struct ctx *c) {
+    const char *ops = arg_str(c, "ops");
+    if (!ops) { c->err_text = "ops"; return E_ARG; }
+    cli();
+    int e = run_ioseq(c, ops);
+    sti();
+    return e;
+}
+
+static int h_uart_seq(struct ctx *c) {
+    const char *ops = arg_str(c, "ops");
+    if (!ops) { c->err_text = "ops"; return E_ARG; }
+    cli();
+    while (!(inb(COM1 + 5) & 0x40)) /* TEMT: the last reply has left the shift register */
+        pause();
+    u8 ier = inb(COM1 + 1), lcr = inb(COM1 + 3), mcr = inb(COM1 + 4);
+    outb(COM1 + 3, (u8)(lcr | 0x80));
+    u8 dll = inb(COM1 + 0), dlm = inb(COM1 + 1);
+    outb(COM1 + 3, lcr);
+    int e = run_ioseq(c, ops);
+    /* back to the console's state: loopback on while the FIFO drains, so nothing leaks out */
+    outb(COM1 + 1, 0);
+    outb(COM1 + 4, (u8)(inb(COM1 + 4) | 0x10));
+    outb(COM1 + 3, 0x80);
+    outb(COM1 + 0, dll);
+    outb(COM1 + 1, dlm);
+    outb(COM1 + 3, lcr);
+    outb(COM1 + 2, 0x07);
+    for (int i = 0; i < 64 && (inb(COM1 + 5) & 1); i++)
+        (void)inb(COM1);
+    (void)inb(COM1 + 5);
+    (void)inb(COM1 + 2);
+    outb(COM1 + 4, mcr);
+    outb(COM1 + 1, ier);
+    sti();
+    return e;
+}
+
+/* First 16-byte-aligned address in [addr, addr+len) holding the 4-byte signature sig
+ * (little-endian u32), e.g. "_MP_" or "RSD " -> addr; n=0 when there is none. */
+static int h_mfind(struct ctx *c) {
+    ARG(addr, "addr", 1, 0, 0xFFFFFFFFULL);
+    ARG(len, "len", 1, 0, 0x100000);
+    ARG(sig, "sig", 1, 0, 0xFFFFFFFFULL);
+    for (u64 a = (addr + 15) & ~15ULL; a + 4 <= addr + len; a += 16)
+        if (*(volatile u32 *)a == (u32)sig) {
+            o_kv_dec(c->o, "n", 1);
+            o_kv_hex(c->o, "addr", a);
+            return 0;
+        }
+    o_kv_dec(c->o, "n", 0);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ guest RAM for host-side drivers
+ * The host's virtio driver (pytest_vmm/virtio) lays its rings and buffers in dma_area and
+ * moves bytes with mrd/mwr (hex, up to MEM_CHUNK bytes a line); vmmio names the
+ * virtio-mmio slots the command line announces (virtio_mmio.device=<size>@<addr>:<gsi>). */
+static int h_dma(struct ctx *c) {
+    o_kv_hex(c->o, "base", (u64)dma_area);
+    o_kv_hex(c->o, "size", DMA_AREA_SIZE);
+    return 0;
+}
+
+static int hexval(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+static int h_mrd(struct ctx *c) {
+    static const char hex[] = "0123456789abcdef";
+    ARG(addr, "addr", 1, 0, ~0ULL);
+    ARG(n, "n", 1, 0, MEM_CHUNK);
+    u8 buf[MEM_CHUNK];
+    guard_fault[c->cpu] = 0;
+    guard_armed[c->cpu] = 1;
+    for (u64 i = 0; i < n && !guard_fault[c->cpu]; i++)
+        buf[i] = (u8)mmio_rd8(addr + i);
+    int e = guard_end(c, addr);
+    if (e)
+        return e;
+    o_str(c->o, " hex=");
+    for (u64 i = 0; i < n; i++) {
+        o_chr(c->o, hex[buf[i] >> 4]);
+        o_chr(c->o, hex[buf[i] & 15]);
+    }
+    return 0;
+}
+
+static int h_mwr(struct ctx *c) {
+    ARG(addr, "addr", 1, 0, ~0ULL);
+    const char *h = arg_str(c, "hex");
+    if (!h) { c->err_text = "hex"; return E_ARG; }
+    u8 buf[MEM_CHUNK];
+    u64 n = 0;
+    for (; h[0] && h[1]; h += 2) {
+        int hi = hexval(h[0]), lo = hexval(h[1]);
+        if (hi < 0 || lo < 0 || n == MEM_CHUNK) { c->err_text = "hex"; return E_ARG; }
+        buf[n++] = (u8)(hi << 4 | lo);
+    }
+    if (h[0]) { c->err_text = "hex"; return E_ARG; }
+    guard_fault[c->cpu] = 0;
+    guard_armed[c->cpu] = 1;
+    for (u64 i = 0; i < n && !guard_fault[c->cpu]; i++)
+        mmio_wr8(addr + i, buf[i]);
+    return guard_end(c, addr);
+}
+
+static const char *boot_cmdline(void) {
+    if (streq(boot_protocol, "pvh")) /* hvm_start_info.cmdline_paddr at offset 24 */
+        return (const char *)*(volatile u64 *)((u64)boot_ebx + 24);
+    if (streq(boot_protocol, "multiboot") && (*(volatile u32 *)(u64)boot_ebx & 4))
+        return (const char *)(u64)*(volatile u32 *)((u64)boot_ebx + 16);
+    return 0;
+}
+
+/* Parses "<size>[K]@<addr>:<gsi>" at s; 0 if it is not one. */
+static int parse_vmmio(const char *s, u64 *size, u64 *addr, u64 *gsi) {
+    char num[24];
+    int n = 0;
+    u64 *dst[3] = {size, addr, gsi};
+    const char stop[3] = {'@', ':', ' '};
+    for (int f = 0; f < 3; f++) {
+        n = 0;
+        while (*s && *s != stop[f] && *s != ' ' && n < 23)
+            num[n++] = *s++;
+        num[n] = 0;
+        int kilo = f == 0 && n > 0 && (num[n - 1] == 'K' || num[n - 1] == 'k');
+        if (kilo)
+            num[--n] = 0;
+        if (!n || parse_u64(num, dst[f]))
+            return 0;
+        if (kilo)
+            *dst[f] <<= 10;
+        if (f < 2) {
+            if (*s != stop[f])
+                return 0;
+            s++;
+        }
+    }
+    return 1;
+}
+
+static int h_vmmio(struct ctx *c) {
+    static const char key[] = "virtio_mmio.device=";
+    ARG(want, "i", 0, 0, 63);
+    const char *s = boot_cmdline();
+    u64 count = 0, size = 0, addr = 0, gsi = 0, found = 0;
+    for (; s && *s; s++) {
+        int k = 0;
+        while (key[k] && s[k] == key[k])
+            k++;
+        if (key[k] || (s != boot_cmdline() && s[-1] != ' '))
+            continue;
+        u64 sz, a, g;
+        if (!parse_vmmio(s + k, &sz, &a, &g))
+            continue;
+        if (count == want)
+            size = sz, addr = a, gsi = g, found = 1;
+        count++;
+    }
+    o_kv_dec(c->o, "n", count);
+    if (found) {
+        o_kv_hex(c->o, "addr", addr);
+        o_kv_hex(c->o, "size", size);
+        o_kv_dec(c->o, "gsi", gsi);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ dispatch */
 struct command {
     const char *name;
@@ -468,6 +747,8 @@ static const struct command commands[] = {
     {"pit_start", h_pit_start, 1}, {"pit_read", h_pit_read, 1},   {"pit_stop", h_pit_stop, 1},
     {"pit_measure", h_pit_measure, 1}, {"uart_stats", h_uart_stats, 1}, {"rx_burst", h_rx_burst, 1},
     {"uart_loopback", h_uart_loopback, 1}, {"exit", h_exit, 0},
+    {"dma", h_dma, 0},             {"mrd", h_mrd, 0},             {"mwr", h_mwr, 0},            {"vmmio", h_vmmio, 0},
+    {"ioseq", h_ioseq, 1},         {"uart_seq", h_uart_seq, 1},   {"mfind", h_mfind, 0},
 };
 
 static u8 sum8(const char *s, int n) {

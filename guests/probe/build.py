@@ -2,7 +2,7 @@
 
 Writes OUT_DIR/probe.elf (PVH note + multiboot v1 header: boots either way) and
 OUT_DIR/probe-pvh.elf (PVH note only, so QEMU -- which prefers multiboot -- can be made to
-take the PVH path too). Fails if any SSE/x87 instruction slipped into the image: PVM's ring-0
+take the PVH path too) and OUT_DIR/virtio-disk.img (the virtio suites' test disk). Fails if any SSE/x87 instruction slipped into the image: PVM's ring-0
 emulator stops the vCPU on them.
 """
 
@@ -83,6 +83,16 @@ def main() -> None:
         link(objdir, out / name, mb)
         check(out / name, mb)
     shutil.rmtree(objdir)
+    write_test_disk(out)
+
+
+def write_test_disk(out: Path) -> None:
+    """The virtio-blk test disk (pytest_vmm/virtio/testdisk.py defines its pattern, once)."""
+    sys.path.insert(0, str(HERE.parents[1]))
+    from pytest_vmm.virtio import testdisk
+
+    testdisk.write(out / testdisk.FILE_NAME)
+    print(f"{testdisk.FILE_NAME}: {testdisk.SECTORS} sectors")
 
 
 if __name__ == "__main__":

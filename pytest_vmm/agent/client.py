@@ -30,6 +30,7 @@ from pytest_vmm.agent.protocol import (
 )
 
 DEFAULT_TIMEOUT = 10.0
+MEM_CHUNK = 96  # bytes per mrd/mwr line: 192 hex digits keep a request under MAX_LINE
 TAIL_CHARS = 3000
 
 
@@ -321,6 +322,28 @@ class AgentClient:
 
     def mmio_write(self, addr: int, width: int, value: int, cpu: int | None = None) -> None:
         self.request("wr", addr=addr, width=width, value=value, cpu=cpu)
+
+    # ------------------------------------------------------------------ guest RAM (probe: dma, mrd, mwr)
+    def mem_read(self, addr: int, n: int) -> bytes:
+        """``n`` bytes of guest memory, MEM_CHUNK per request."""
+        out = bytearray()
+        while len(out) < n:
+            step = min(MEM_CHUNK, n - len(out))
+            reply = self.request("mrd", addr=addr + len(out), n=step)
+            chunk = bytes.fromhex(reply.fields.get("hex", ""))
+            if len(chunk) != step:
+                raise AgentError(ErrorCode.BAD_FRAME, f"mrd n={step} answered {len(chunk)} bytes", reply.raw.decode(errors="replace"))
+            out += chunk
+        return bytes(out)
+
+    def mem_write(self, addr: int, data: bytes) -> None:
+        for i in range(0, len(data), MEM_CHUNK):
+            self.request("mwr", addr=addr + i, hex=data[i : i + MEM_CHUNK].hex())
+
+    def dma_area(self) -> tuple[int, int]:
+        """(base, size) of the guest RAM the agent sets aside for host-side drivers."""
+        reply = self.request("dma")
+        return reply.int("base"), reply.int("size")
 
     # ------------------------------------------------------------------ interrupts
     def irq_arm(self, line: int, trigger: str = "edge", eoi: str = "auto", pin: int | None = None) -> int:

@@ -32,7 +32,7 @@ class Firecracker(Hypervisor):
             "drives": [
                 {
                     "drive_id": f"disk{index}",
-                    "path_on_host": str(disk.path),
+                    "path_on_host": str(disk.launch_path(run_dir, index)),
                     "is_root_device": False,
                     "is_read_only": disk.read_only,
                 }

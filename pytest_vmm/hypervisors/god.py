@@ -42,7 +42,8 @@ def god_python_env() -> dict[str, str]:
 
 
 def god_run_argv(spec: BootSpec, python: Sequence[str], *, place: Callable[[Path], str] = str,
-                 vsock_uds: str | None = None, args_key: str = "god") -> list[str]:
+                 vsock_uds: str | None = None, args_key: str = "god",
+                 run_dir: Path | None = None) -> list[str]:
     """``python -m god run ...`` for ``spec`` (docs/architecture.md, "The god command line").
 
     The one builder of god's command line: the ``god`` hypervisor runs it on the host, the lane
@@ -56,8 +57,10 @@ def god_run_argv(spec: BootSpec, python: Sequence[str], *, place: Callable[[Path
         argv += ["--initrd", place(spec.initrd)]
     if spec.cmdline:
         argv += ["--append", spec.cmdline]
-    for disk in spec.disks:
-        argv += ["--disk", f"{place(disk.path)},ro" if disk.read_only else place(disk.path)]
+    for index, disk in enumerate(spec.disks):
+        # A scratch disk is copied into the run directory where there is one (on the host).
+        path = disk.launch_path(run_dir, index) if run_dir is not None else disk.path
+        argv += ["--disk", f"{place(path)},ro" if disk.read_only else place(path)]
     if spec.vsock is not None and vsock_uds is not None:
         argv += ["--vsock-uds", vsock_uds, "--vsock-cid", str(spec.vsock.guest_cid)]
     argv += spec.hypervisor_args.get(args_key, [])
@@ -80,7 +83,7 @@ class God(Hypervisor):
 
     def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:
         uds = run_dir / spec.vsock.socket_name if spec.vsock is not None else None
-        argv = god_run_argv(spec, [sys.executable, *PYTHON_FLAGS], vsock_uds=str(uds) if uds else None,
+        argv = god_run_argv(spec, [sys.executable, *PYTHON_FLAGS], vsock_uds=str(uds) if uds else None, run_dir=run_dir,
                             args_key=self.name)
         # god treats SIGTERM as an orderly stop (vCPUs kicked out, fds closed).
         return LaunchPlan(argv=argv, env=god_python_env(), sockets=[uds] if uds else [],

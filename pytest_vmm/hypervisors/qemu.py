@@ -88,7 +88,7 @@ class Qemu(Hypervisor):
         for index, disk in enumerate(spec.disks):
             readonly = ",readonly=on" if disk.read_only else ""
             argv += [
-                "-drive", f"file={disk.path},if=none,id=disk{index},format=raw{readonly}",
+                "-drive", f"file={disk.launch_path(run_dir, index)},if=none,id=disk{index},format=raw{readonly}",
                 "-device", f"virtio-blk-{virtio_suffix},drive=disk{index}",
             ]
         if spec.qemu_machine.startswith("microvm") and (spec.disks or spec.vsock):

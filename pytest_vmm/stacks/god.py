@@ -1,9 +1,17 @@
-"""Stack ``god``: the probe kernel (guests/probe) on the god VMM; also ``god@qemu`` for comparison."""
+"""Stack ``god``: the probe kernel (guests/probe) on the god VMM; also ``god@qemu`` for comparison.
+
+The probe gets the virtio suites' devices where the hypervisor has them: a writable virtio-blk
+disk (a per-boot copy of the build's deterministic ``virtio-disk.img``), the same image
+read-only, and on god a virtio-vsock device. The guest never drives them itself; the host's
+virtio driver (pytest_vmm/virtio) does, through the agent.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pytest_vmm.host import HostInfo
-from pytest_vmm.stack import BootSpec, BuiltImage, Stack
+from pytest_vmm.stack import BootSpec, BuiltImage, Disk, Stack, VsockSpec
 from pytest_vmm.stacks._common import (
     COMMON_FAIL_PATTERNS,
     agent_channel,
@@ -11,28 +19,44 @@ from pytest_vmm.stacks._common import (
     guest_recipe,
     needs_tool,
 )
+from pytest_vmm.virtio import testdisk
+
+# Hypervisors that attach the disks/vsock of a BootSpec (god-svm's lane does not pass them).
+WITH_DISKS = ("god", "qemu")
+# QEMU has no vsock device of its own here (only vhost-user to god's back-end).
+WITH_VSOCK = ("god",)
 
 
 def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
+    disks: list[Disk] = []
+    if hypervisor in WITH_DISKS:
+        disk = image.file(testdisk.FILE_NAME)
+        disks = [Disk(disk, scratch=True), Disk(disk, read_only=True)]
     return BootSpec(
         kernel=image.file("probe.elf"),
         kernel_format="pvh",
         mem_mib=64,
         cpus=2,
+        disks=disks,
+        vsock=VsockSpec(guest_cid=3) if hypervisor in WITH_VSOCK else None,
         ready=agent_ready_pattern(),
         fail_patterns=list(COMMON_FAIL_PATTERNS),
         boot_timeout_s=20.0,
-        qemu_machine="microvm",
+        # rtc=on: the reference MC146818 for the CMOS checks (microvm leaves it out under KVM);
+        # ioapic2=off: virtio-mmio GSIs 5+ on the one IOAPIC the probe drives, as on god.
+        qemu_machine="microvm,rtc=on,ioapic2=off",
     )
 
 
 stack = Stack(
     name="god",
     description="the probe kernel (agent) on god, this project's Python KVM VMM",
-    recipe=guest_recipe("probe", needs_tool("gcc", "gcc"), needs_tool("ld", "binutils")),
+    recipe=guest_recipe("probe", needs_tool("gcc", "gcc"), needs_tool("ld", "binutils"), version="2",
+                        extra_inputs=(Path(testdisk.__file__),)),
     boot=boot,
     default_hypervisor="god",
     hypervisors=("god", "qemu", "god-svm", "god-kirq"),
-    capabilities=frozenset({"serial", "agent", "mmio", "irq", "timer", "smp"}),
+    capabilities=frozenset({"serial", "agent", "mmio", "irq", "timer", "smp", "dma", "portseq", "blk", "vsock"}),
+    missing_on={"qemu": frozenset({"vsock"}), "god-svm": frozenset({"blk", "vsock"})},
     channels={"agent": agent_channel},
 )
