@@ -13,6 +13,7 @@ are judged by the spec's numbers, not by the implementation's own.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
