@@ -59,6 +59,6 @@ stack = Stack(
     capabilities=frozenset({"serial", "agent", "mmio", "irq", "timer", "smp", "dma", "portseq", "blk", "vsock"}),
     missing_on={"qemu": frozenset({"vsock"}), "god-svm": frozenset({"blk", "vsock", "dma", "portseq"})},
     # (god-svm: the lane carries no disk or vsock socket yet, and the register and virtio suites'
-    # dma/portseq commands are not yet run under nested TCG: docs/lane.md, "Known gaps"),
+    # dma/portseq commands are not yet run under nested TCG: docs/lane.md, "Known gaps")
     channels={"agent": agent_channel},
 )
