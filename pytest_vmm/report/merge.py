@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vmm.matrix import OUTCOMES, markdown_table
+from pytest_vmm.matrix import _cell as matrix_cell
 
 KNOWN = {"targets", "suites", "counts", "checks"}
 
@@ -29,7 +30,7 @@ def merge_matrices(shards: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 targets.append(target)
         for target, by_suite in shard.get("counts", {}).items():
             for suite, cell in by_suite.items():
-                into = counts.setdefault(target, {}).setdefault(suite, dict.fromkeys(OUTCOMES, 0))
+                into = counts.setdefault(target, {}).setdefault(suite, {})
                 for outcome, n in cell.items():
                     into[outcome] = into.get(outcome, 0) + int(n)
         for check in shard.get("checks", []):
@@ -69,7 +70,8 @@ def matrix_markdown(matrix: dict[str, Any], title: str = "pytest-vmm conformance
 
 
 def _cell(cell: dict[str, int] | None) -> str:
-    return "-" if not cell else "/".join(str(cell.get(o, 0)) for o in OUTCOMES)
+    # The matrix's own cell format (passed/failed/skipped, +N known), one definition.
+    return matrix_cell({o: int(cell.get(o, 0)) for o in OUTCOMES} if cell else None)
 
 
 def _check_cell(result: dict[str, Any] | None) -> str:

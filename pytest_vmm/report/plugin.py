@@ -80,18 +80,24 @@ class TargetProgress:
             self.expected[target] = self.expected.get(target, 0) + 1
 
     def update(self, report: pytest.TestReport) -> bool:
-        """Feed a report; True when the line changed."""
+        """Feed a report; True when a target started, finished or failed (not on every count:
+        in a CI log a line per test would bury the output)."""
         target = dict(report.user_properties).get(PROP_TARGET)
         if target is None:
             return False
         target = str(target)
-        before = self.line()
+        before = self._state()
         self.started.add(target)
         if report.failed:
             self.failed.setdefault(target, set()).add(report.nodeid)
         if report.when == "teardown":
             self.finished[target] = self.finished.get(target, 0) + 1
-        return self.line() != before and len(self.expected | dict.fromkeys(self.started)) > 1
+        return self._state() != before and len(self.expected | dict.fromkeys(self.started)) > 1
+
+    def _state(self) -> tuple[frozenset[str], tuple[tuple[str, int], ...], frozenset[str]]:
+        done = frozenset(t for t, total in self.expected.items() if self.finished.get(t, 0) >= total)
+        failing = tuple(sorted((t, len(f)) for t, f in self.failed.items()))
+        return done, failing, frozenset(self.started)
 
     def line(self) -> str:
         names = list(dict.fromkeys([*self.expected, *sorted(self.started)]))
