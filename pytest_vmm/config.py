@@ -19,7 +19,7 @@ import pytest
 from pytest_vmm import options
 
 if TYPE_CHECKING:
-    from pytest_vmm.hypervisors.template import TemplateHypervisor
+    from pytest_vmm.hypervisor import Hypervisor
     from pytest_vmm.registry import Registry
     from pytest_vmm.stacks.declared import DeclaredStack
 
@@ -132,7 +132,7 @@ class Table:
 @dataclass
 class Declarations:
     path: Path
-    hypervisors: list[TemplateHypervisor]
+    hypervisors: list[Hypervisor]  # command-template hypervisors (hypervisors/template.py)
     stacks: list[DeclaredStack]
 
 

@@ -61,6 +61,12 @@ class ProcessControl(Protocol):
 
     def signal_group(self, signum: int) -> None: ...
 
+    @property
+    def pid(self) -> int | None: ...
+
+    def note(self, text: str) -> None:
+        """Add a line to what a failure report says about this machine."""
+
 
 @dataclass
 class LaunchPlan:
@@ -79,6 +85,8 @@ class LaunchPlan:
     # Host side of the guest's vsock device (Firecracker-style hybrid Unix socket).
     vsock_socket: Path | None = None
     stop: StopMethod = "none"
+    # The machine's run directory, for hypervisors whose stop step names files in it.
+    run_dir: Path | None = None
 
 
 class Hypervisor(abc.ABC):

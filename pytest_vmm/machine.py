@@ -191,6 +191,10 @@ class Machine:
         text = tail(self.stderr_log, 5)
         return f"; hypervisor stderr: {text}" if text else ""
 
+    def note(self, text: str) -> None:
+        """A line for this machine's failure report (ProcessControl)."""
+        self.notes.append(text)
+
     @property
     def pid(self) -> int:
         assert self._process is not None, "machine not started"

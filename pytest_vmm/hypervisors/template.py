@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING
 
 from pytest_vmm.errors import LaunchError
 from pytest_vmm.host import HostInfo
-from pytest_vmm.hypervisor import Hypervisor, LaunchPlan
+from pytest_vmm.hypervisor import Hypervisor, LaunchPlan, ProcessControl
 from pytest_vmm.stack import BootSpec, Stack
 
 if TYPE_CHECKING:
     from pytest_vmm.config import Table
-    from pytest_vmm.machine import Machine
 
 # Placeholder -> what it becomes. Valid in `command` and every group.
 COMMON_PLACEHOLDERS: dict[str, str] = {
@@ -266,21 +265,21 @@ class TemplateHypervisor(Hypervisor):
             sockets.append(run_dir / "console.sock")
             argv = [sys.executable, "-m", "pytest_vmm.hypervisors.console_bridge", str(run_dir / "console.sock"),
                     "--", *argv]
-        return LaunchPlan(argv=argv, env=dict(t.env), sockets=sockets)
+        return LaunchPlan(argv=argv, env=dict(t.env), sockets=sockets, run_dir=run_dir)
 
-    def request_stop(self, machine: Machine) -> bool:
+    def request_stop(self, process: ProcessControl, plan: LaunchPlan) -> bool:
         t = self.template
         if t.stop_command is None:
-            machine.signal_leader(t.stop_signal)
+            process.signal_leader(t.stop_signal)
             return True
-        argv = fill(t.stop_command, {"run_dir": machine.run_dir, "python": sys.executable, "pid": machine.pid})
+        argv = fill(t.stop_command, {"run_dir": plan.run_dir, "python": sys.executable, "pid": process.pid})
         try:
             result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            machine.notes.append(f"stop_command of {self.name} failed: {exc}")
+            process.note(f"stop_command of {self.name} failed: {exc}")
             return False
         if result.returncode != 0:
-            machine.notes.append(f"stop_command of {self.name} exited {result.returncode}: "
+            process.note(f"stop_command of {self.name} exited {result.returncode}: "
                                  f"{result.stderr.decode(errors='replace').strip()[-200:]}")
         return True
 
