@@ -21,7 +21,7 @@ from pytest_vmm import options
 if TYPE_CHECKING:
     from pytest_vmm.hypervisor import Hypervisor
     from pytest_vmm.registry import Registry
-    from pytest_vmm.stacks.declared import DeclaredStack
+    from pytest_vmm.stack import Stack
 
 CONFIG_FILE = "vmm.toml"
 SECTIONS = ("hypervisors", "stacks")
@@ -133,7 +133,7 @@ class Table:
 class Declarations:
     path: Path
     hypervisors: list[Hypervisor]  # command-template hypervisors (hypervisors/template.py)
-    stacks: list[DeclaredStack]
+    stacks: list[Stack]  # declared stacks (stacks/declared.py)
 
 
 def config_path(config: pytest.Config) -> Path | None:

@@ -49,6 +49,8 @@ COMMANDS: frozenset[str] = frozenset({
     "irq_hold", "ipi", "clock", "halt", "lapic_oneshot",
     "pit_measure", "pit_start", "pit_read", "pit_stop",
     "uart_loopback", "uart_stats", "rx_burst", "exit",
+    # guest memory and device access for the host-side virtio driver and register suites
+    "dma", "mrd", "mwr", "vmmio", "mfind", "ioseq", "uart_seq",
 })
 
 

@@ -65,7 +65,18 @@ def zosia_commands() -> set[str]:
 
 
 def client_commands() -> set[str]:
-    return set(re.findall(r'(?:request|encode_request)\((?:req_id, )?"([a-z_]+)"', CLIENT.read_text()))
+    """Commands the host side sends: the client, and the modules and suites that call
+    ``agent.request`` directly (the virtio driver, the register suites)."""
+    sources = [CLIENT, *sorted((ROOT / "pytest_vmm" / "agent").glob("*.py")),
+               *sorted((ROOT / "pytest_vmm" / "virtio").glob("*.py")),
+               *(p for p in sorted((ROOT / "suites").rglob("*.py")) if "mcp" not in p.name)]
+    found: set[str] = set()
+    for source in sources:
+        text = source.read_text()
+        found |= set(re.findall(r'(?:request|encode_request)\((?:req_id, )?"([a-z_]+)"', text))
+        # ioseq.py picks its command by the port it drives: command = "a" if ... else "b"
+        found |= {w for pair in re.findall(r'command = "([a-z_]+)" if .* else "([a-z_]+)"', text) for w in pair}
+    return found
 
 
 def doc_commands() -> set[str]:
