@@ -33,7 +33,7 @@ def mk(machine: Machine) -> Machine:
 
 def test_idle_unikernel_costs_under_10_percent_of_a_core(mk: Machine) -> None:
     with connect_machine(mk, timeout=30.0) as client:
-        client.ping()  # MCP served once; the connection stays open and quiet
+        client.discover()  # MCP served once (2026-07-28 has no ping); the connection stays open and quiet
         mk.agent.ping()
         time.sleep(0.2)
         share = mk.cpu_share_while(lambda: time.sleep(1.5))
@@ -51,7 +51,7 @@ def test_an_mcp_request_wakes_the_sleeping_kernel(mk: Machine) -> None:
     with connect_machine(mk, timeout=30.0) as client:
         for _ in range(5):
             time.sleep(LONGER_THAN_THE_SPIN_S)  # the kernel is asleep now
-            assert client.ping() == {}
+            assert isinstance(client.discover(), dict)
         assert client.health()["status"] == "ok"
     wakeups = agent.vector_count(VEC_VIRTIO) - before
     mk.record("virtio_wakeups", wakeups)
