@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_vmm import options
 from pytest_vmm.matrix import PROP_CHECK, PROP_SUITE, PROP_TARGET, text_table
-from pytest_vmm.report import ab, shard
+from pytest_vmm.report import shard
 from pytest_vmm.report.metrics import Record, environment, make, read, unit_for, write
+
+if TYPE_CHECKING:
+    # scipy/numpy come with the report extra: imported only when an A/B comparison is asked for.
+    from pytest_vmm.report import ab
 
 NAME = "vmm-report"
 BOOT_METRIC = "boot_ms"
@@ -189,6 +194,8 @@ class ReportPlugin:
             self.written.append(f"metrics: {metrics_path} ({len(self.records)} samples)")
         baseline = self._path("vmm_ab_baseline")
         if baseline is not None:
+            from pytest_vmm.report import ab
+
             threshold = float(options.get(self.config, "vmm_ab_threshold") or ab.THRESHOLD)  # type: ignore[arg-type]
             self.comparisons = ab.compare(read(baseline), self.records, threshold=threshold)
             if ab.failed(self.comparisons) and session.exitstatus == pytest.ExitCode.OK:
@@ -218,6 +225,8 @@ class ReportPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.comparisons:
+            from pytest_vmm.report import ab
+
             terminalreporter.section("vmm A/B against baseline")
             for line in text_table(*ab.table(self.comparisons)):
                 terminalreporter.write_line(line)
