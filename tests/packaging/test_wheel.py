@@ -38,6 +38,11 @@ qemu-system-x86_64 -M microvm -accel {accel} -cpu max,arch-capabilities=off
   -device isa-debug-exit,iobase=0xf4,iosize=0x04
   -kernel {kernel} -append {cmdline}
 \"\"\"
+disk_args = \"\"\"
+-drive file={disk},format=raw,if=none,id=disk{disk_index},readonly={disk_ro}
+  -device virtio-blk-device,drive=disk{disk_index}
+\"\"\"
+provides = ["blk"]
 boots = ["pvh", "multiboot"]
 accels = ["kvm", "tcg"]
 """
@@ -142,7 +147,11 @@ def test_installed_wheel_lists_its_stacks_and_runs_the_suites_under_a_template(
 
     (work / "conftest.py").write_text(RECORDER)
     cache = tmp_path_factory.mktemp("cache")
-    result = run([python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", "--vmm=probe@myqemu",
+    # The two EOI-discipline checks fail on a PVM host whatever the VMM (its in-kernel LAPIC
+    # keeps no ISR; suites/known-divergences.toml lists them for the in-repo targets).
+    pvm = ["-k", "not unacknowledged_interrupt_blocks and not eoi_releases_one"] \
+        if Path("/sys/module/kvm_pvm").exists() else []
+    result = run([python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", *pvm, "--vmm=probe@myqemu",
                   f"--vmm-cache={cache}", "--pyargs", *(f"vmm_suites.{s}" for s in SUITES)], work, 1200)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
