@@ -11,7 +11,8 @@ PACKAGES=(
   cargo librust-serde-json-dev
   chromium
   acpica-tools
-
+  # arm64: QEMU virt (probe reference, ARM64 lane, zosia aarch64), cross compiler, UEFI, dtc
+  qemu-system-arm gcc-aarch64-linux-gnu qemu-efi-aarch64 device-tree-compiler qemu-user-static
 )
 
 missing=()
@@ -22,6 +23,8 @@ done
 declare -A provides=([python3]=python3 [gcc]=gcc [g++]=g++
                      [make]=make [cmake]=cmake [binutils]=ld [qemu-system-x86]=qemu-system-x86_64
                      [busybox-static]=busybox [e2fsprogs]=mke2fs [acpica-tools]=iasl [cpio]=cpio [xz-utils]=xz [zstd]=zstd
+                     [qemu-system-arm]=qemu-system-aarch64 [gcc-aarch64-linux-gnu]=aarch64-linux-gnu-gcc
+                     [device-tree-compiler]=dtc [qemu-user-static]=qemu-aarch64-static
                     )
 still_missing=()
 for pkg in "${missing[@]}"; do
@@ -33,6 +36,7 @@ for pkg in "${missing[@]}"; do
     # A crate source, not a command: microkernelia builds against /usr/share/cargo/registry.
     librust-serde-json-dev) [ -d /usr/share/cargo/registry ] && ls /usr/share/cargo/registry | grep -q '^serde_json-' \
                    || still_missing+=("$pkg") ;;
+    qemu-efi-aarch64) [ -f /usr/share/qemu-efi-aarch64/QEMU_EFI.fd ] || still_missing+=("$pkg") ;;
     *) command -v "${provides[$pkg]:-$pkg}" >/dev/null 2>&1 || still_missing+=("$pkg") ;;
   esac
 done
