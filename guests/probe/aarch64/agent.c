@@ -191,7 +191,7 @@ static int h_wr(struct ctx *c) {
 
 static int line_arg(struct ctx *c, u64 *line) {
     int rc = arg_u64(c, "line", line, 1, 0, gic_spi_lines() - 1);
-    if (!rc && (*line == UART_INTID || *line == PTIMER_INTID)) {
+    if (!rc && (*line == UART_INTID || *line == PTIMER_INTID || *line == CALL_SGI)) {
         c->err_text = "line_is_the_agents_own";
         return E_ARG;
     }
@@ -261,7 +261,7 @@ static int h_eoi(struct ctx *c) {
 
 static int h_ipi(struct ctx *c) {
     ARG(to, "to", 1, 0, MAX_CPUS - 1);
-    ARG(vector, "vector", 1, 0, 15);
+    ARG(vector, "vector", 1, 0, CALL_SGI - 1);
     ARG(n, "n", 0, 1, 1000);
     if (!cpu_up[to])
         return E_NOCPU;
@@ -549,7 +549,7 @@ static int run_on(int cpu, const struct command *cmd, struct ctx *c) {
     dsb();
     mailbox[cpu].pending = 1;
     dsb();
-    __asm__ volatile("sev");
+    gic_sgi(cpu, CALL_SGI); /* wakes its WFI (TCG runs WFE as a mere yield: it would spin) */
     u64 end = cntvct() + ms_to_cnt(30000);
     while (!mailbox[cpu].done && cntvct() < end)
         ;
@@ -570,7 +570,10 @@ void agent_secondary_loop(int cpu) {
             mailbox[cpu].done = 1;
             dsb();
         }
-        __asm__ volatile("wfe" ::: "memory");
+        irq_off();
+        if (!mailbox[cpu].pending)
+            __asm__ volatile("wfi" ::: "memory");
+        irq_on();
     }
 }
 

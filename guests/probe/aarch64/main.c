@@ -97,6 +97,8 @@ void secondary_main(int cpu) {
     gic_enable(PTIMER_INTID, cpu, 1);
     gic_config(VTIMER_INTID, cpu, 1, 0x90);
     gic_enable(VTIMER_INTID, cpu, 1);
+    gic_config(CALL_SGI, cpu, 0, 0x80);
+    gic_enable(CALL_SGI, cpu, 1);
     cpu_up[cpu] = 1;
     cpus_online++; /* the BSP waits for cpu_up; cpus_online has this one writer here */
     dsb();

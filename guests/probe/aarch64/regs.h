@@ -25,6 +25,7 @@
 #define UART_BASE 0x09000000ULL
 #define UART_INTID 33 /* SPI 1 */
 #define VTIMER_INTID 27 /* PPI 11: the EL1 virtual timer */
+#define CALL_SGI 15 /* "run the mailbox request" to a secondary vCPU */
 #define PTIMER_INTID 30 /* PPI 14: the EL1 physical timer, the agent's own waits */
 
 #endif

@@ -48,6 +48,9 @@ void uart_puts(const char *s) {
 
 void uart_isr(void) {
     u32 got = 0;
+    /* clear first, then drain: a byte arriving after the last FR read raises RXRIS again
+     * (cleared after the drain, it would sit in the FIFO with no interrupt to announce it) */
+    w32(UART_BASE + ICR, RXIM | RTIM | (0xfu << 7));
     while (!(r32(UART_BASE + FR) & FR_RXFE)) {
         u32 d = r32(UART_BASE + DR);
         if (d & (1u << 11))
@@ -65,7 +68,6 @@ void uart_isr(void) {
     rx_irqs++;
     if (!got)
         rx_empty_irqs++;
-    w32(UART_BASE + ICR, RXIM | RTIM | (0xfu << 7));
 }
 
 int rx_available(void) { return head != tail; }
