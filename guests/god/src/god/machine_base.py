@@ -13,8 +13,23 @@ import os
 import select
 import signal
 import threading
+from typing import Self
 
+from typing import Protocol
+
+from god.devices.console import Console
+from god.devices.eventloop import EventLoop
 from god.vcpu.runner import STATUS_OK, VcpuRunner, VmExit
+
+
+class _Feedable(Protocol):
+    def feed(self, data: bytes) -> None: ...
+
+
+class _Startable(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 KICK_SIGNAL = signal.SIGUSR1
 
@@ -25,6 +40,10 @@ def _noop(signum: int, frame: object) -> None:
 
 class MachineBase:
     runners: list[VcpuRunner]
+    loop: EventLoop
+    console: Console
+    uart: _Feedable
+    irqchip: _Startable
 
     def __init__(self) -> None:
         self.result: VmExit | None = None
@@ -89,7 +108,7 @@ class MachineBase:
                 alive = [r for r in self.runners if r.thread and r.thread.is_alive()]
                 if not alive:
                     break
-                alive[0].thread.join(0.1)  # type: ignore[union-attr]
+                alive[0].thread.join(0.1)  # type: ignore[union-attr,unused-ignore]
                 self._kick_all()
             return self.result
         finally:
@@ -114,7 +133,7 @@ class MachineBase:
             except OSError:
                 pass
 
-    def __enter__(self) -> MachineBase:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

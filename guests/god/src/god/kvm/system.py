@@ -14,9 +14,9 @@ import mmap
 import os
 
 from god.flavour import kvm_flavour
+from god.kvm import arm64 as A
 from god.kvm import ioctls as k
 from god.kvm import structs as s
-from god.kvm import arm64 as A
 from god.kvm.caps import KVM_CAP_SPLIT_IRQCHIP, Cap, caps_for
 
 KVM_API_VERSION = 12  # the only stable KVM API version since Linux 2.6.22
@@ -30,7 +30,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong]
 
 
-def _ioctl(fd: int, name: str, req: int, arg: int | ctypes.Structure | ctypes.Array = 0) -> int:
+def _ioctl(fd: int, name: str, req: int,
+           arg: int | ctypes.Structure | ctypes.Array | ctypes.c_uint64 = 0) -> int:
     try:
         if isinstance(arg, int):
             if arg > 0x7FFFFFFF:
@@ -63,10 +64,12 @@ class Kvm:
         if self.api_version != KVM_API_VERSION:
             raise KvmError(f"KVM API version {self.api_version}, god needs {KVM_API_VERSION}")
         self.vcpu_mmap_size = _ioctl(self.fd, "KVM_GET_VCPU_MMAP_SIZE", k.KVM_GET_VCPU_MMAP_SIZE)
-        self.flavour = kvm_flavour()
         from god.arch import host_arch  # god.arch imports nothing of KVM at module level
 
         self.arch = host_arch()
+        # flavour.py names the x86 modules (kvm_intel/kvm_amd/kvm_pvm); arm64's KVM is one
+        # (usually built-in), so it is "arm64" there
+        self.flavour = kvm_flavour() if self.arch == "x86_64" else "arm64"
 
     def check_extension(self, cap: int) -> int:
         return _ioctl(self.fd, "KVM_CHECK_EXTENSION", k.KVM_CHECK_EXTENSION, cap)

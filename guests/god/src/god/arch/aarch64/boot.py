@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from god.arch.aarch64 import layout as L
 from god.boot import elf as E
 from god.boot.errors import LoaderError
+from god.memory import GuestMemory
 
 IMAGE_MAGIC = b"ARM\x64"
 IMAGE_MAGIC_OFFSET = 0x38
@@ -151,7 +152,7 @@ def plan(kernel: bytes, mem_bytes: int, initrd_size: int | None = None) -> Plan:
     return Plan(fmt, kernel, load, end, entry, dtb, initrd, size)
 
 
-def load(mem, p: Plan, initrd: bytes | None, dtb: bytes) -> None:  # type: ignore[no-untyped-def]
+def load(mem: GuestMemory, p: Plan, initrd: bytes | None, dtb: bytes) -> None:
     """Copy the kernel, the initrd and the DTB into guest RAM as planned."""
     if len(dtb) > DTB_MAX:
         raise LoaderError(f"device tree of {len(dtb)} bytes exceeds booting.rst's 2 MiB")

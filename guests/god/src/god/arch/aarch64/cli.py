@@ -87,8 +87,8 @@ def run(a: argparse.Namespace) -> int:
             # the same tree load() wrote: read it back from guest RAM
             p = B.plan(kernel, machine.mem_bytes, len(initrd) if initrd is not None else None)
             size = int.from_bytes(machine.mem.read(p.dtb_addr + 4, 4), "big")
-            with open(a.dump_dtb, "wb") as f:
-                f.write(machine.mem.read(p.dtb_addr, size))
+            with open(a.dump_dtb, "wb") as out:
+                out.write(machine.mem.read(p.dtb_addr, size))
     except (KvmError, LoaderError, ValueError, MemoryError, OSError, GuestMemoryError) as e:
         console.close()
         if machine is not None:

@@ -11,6 +11,7 @@ An access to an address where nothing is mapped stops the machine with a `god:` 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from god.arch.aarch64 import boot as B
@@ -46,7 +47,7 @@ class _Unmapped:
 
     __slots__ = ("addr", "on_fault")
 
-    def __init__(self, addr: int, on_fault) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, addr: int, on_fault: Callable[[str], None]) -> None:
         self.addr, self.on_fault = addr, on_fault
 
     def _fault(self, what: str) -> None:
@@ -65,7 +66,7 @@ class _Unmapped:
 class FaultingBus(Bus):
     """A Bus whose unassigned addresses fault instead of reading all ones."""
 
-    def __init__(self, name: str, limit: int, on_fault) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, name: str, limit: int, on_fault: Callable[[str], None]) -> None:
         super().__init__(name, limit)
         self.on_fault = on_fault
 

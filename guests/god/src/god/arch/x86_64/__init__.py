@@ -7,8 +7,7 @@ god.irqchip, god.devices); this package is the x86_64 face of the god.arch inter
 
 from __future__ import annotations
 
-from god.boot import layout
-from god.boot import load_kernel
+from god.boot import layout, load_kernel
 from god.machine import Machine, MachineConfig
 
 NAME = "x86_64"
