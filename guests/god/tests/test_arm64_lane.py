@@ -21,6 +21,9 @@ echo GOD-ARM64-INITRAMFS-MARKER
 /bin/busybox insmod /virtio_mmio.ko && /bin/busybox insmod /virtio_blk.ko
 /bin/busybox sleep 1
 echo "disk: $(/bin/busybox dd if=/dev/vda bs=19 count=1 2>/dev/null)"
+echo READY-FOR-INPUT
+read -r line
+echo "got: $line"
 /bin/busybox poweroff -f
 """
 RUN = r"""
@@ -32,7 +35,17 @@ one hello-elf-2cpus $G run /payload/hello.elf --cpus 2
 one reset2 $G run /payload/reset2.bin
 one fault $G run /payload/fault.bin
 one cpu-on $G run /payload/smp.bin --cpus 2
-one linux $G run /payload/vmlinuz --initrd /payload/inner.cpio.gz --mem 256 --disk /payload/disk.img,ro --append "console=ttyAMA0 earlycon=pl011,0x09000000 panic=-1"
+# Linux: its console input comes through god's PL011 RX interrupt, sent once the guest asks
+mkfifo /tmp/in
+echo "CASE-BEGIN linux"
+( $G run /payload/vmlinuz --initrd /payload/inner.cpio.gz --mem 256 --disk /payload/disk.img,ro \
+    --append "console=ttyAMA0 earlycon=pl011,0x09000000 panic=-1" </tmp/in >/tmp/linux.out 2>&1
+  echo $? >/tmp/linux.rc ) &
+exec 3>/tmp/in
+n=0; while ! grep -q READY-FOR-INPUT /tmp/linux.out && [ $n -lt 300 ]; do sleep 1; n=$((n+1)); done
+echo "ping-from-host" >&3
+wait; exec 3>&-
+cat /tmp/linux.out; echo "CASE linux rc=$(cat /tmp/linux.rc)"
 """
 
 
@@ -117,4 +130,5 @@ def test_debian_linux_boots_to_initramfs_with_virtio_blk(lane):
     assert "ttyAMA0 at MMIO 0x9000000" in out       # the PL011 driver took god's UART
     assert "GOD-ARM64-INITRAMFS-MARKER" in out
     assert f"disk: {DISK_MARK.decode()}" in out      # virtio-blk found through the DT
+    assert "got: ping-from-host" in out              # console input: PL011 RX on SPI 1
     assert rc == 0                                     # poweroff = PSCI SYSTEM_OFF
