@@ -186,3 +186,111 @@ def command_script(argv: list[str], cwd_on_host: Path | None = None) -> str:
     if cwd_on_host is not None:
         script += f"cd {shlex.quote('/host' + str(cwd_on_host))} 2>/dev/null || true\n"
     return script + " ".join(shlex.quote(a) for a in argv) + "\n"
+
+
+# ----------------------------------------------------------------------------------------
+# The shared lane: one boot serves every god machine of a session (lane_server.py inside).
+
+SHARED_PORTS = 4           # machines alive at once in one lane
+SHARED_MEM_MIB = 2048      # TCG allocates guest RAM lazily: room for several guests
+SHARED_CPUS = 2            # god's vCPUs per machine are at most the lane's (PSCI CPU_ON checks use 2)
+READY_LINE = b"@@lane-server ready"
+START_TIMEOUT_S = 600.0    # cold lane boot under load (measured 13-40 s)
+
+
+class LaneError(RuntimeError):
+    pass
+
+
+class SharedLane:
+    """A lane QEMU running the lane server; ``ports_dir`` holds lane.N.sock / lane.N.lock."""
+
+    def __init__(self, image: BuiltImage, god_layer: BuiltImage) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="vmm-lane-arm64-"))
+        self.ports_dir = self.dir / "ports"
+        self.ports_dir.mkdir()
+        self.log = self.dir / "console.log"
+        ports = {f"lane.{i}": self.ports_dir / f"lane.{i}.sock" for i in range(SHARED_PORTS)}
+        for i in range(SHARED_PORTS):
+            (self.ports_dir / f"lane.{i}.lock").touch()
+        initrd = self.dir / "initrd.img"
+        with initrd.open("wb") as f:
+            f.write(image.file("lane.cpio.gz").read_bytes())
+            f.write(god_layer.file("god.cpio.gz").read_bytes())
+        argv = lane_qemu_argv(image.file("vmlinuz"), initrd, mem_mib=SHARED_MEM_MIB, cpus=SHARED_CPUS,
+                              cmdline=LANE_CMDLINE + " lane.server", ports=ports)
+        self.started = time.monotonic()
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(die_with_parent(argv), stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self.boot_seconds: float | None = None
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> float:
+        deadline = self.started + timeout_s
+        while time.monotonic() < deadline:
+            text = self.log.read_bytes()
+            if READY_LINE in text:
+                self.boot_seconds = time.monotonic() - self.started
+                return self.boot_seconds
+            if self.proc.poll() is not None:
+                raise LaneError(f"the ARM64 lane exited {self.proc.returncode} before its server was "
+                                f"ready; console: {self.log}: {text[-1500:].decode(errors='replace')}")
+            time.sleep(0.2)
+        self.stop()
+        raise LaneError(f"the ARM64 lane's server was not ready after {timeout_s:.0f} s")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> list[str]:
+        """Stop QEMU (SIGTERM: QEMU's orderly exit; SIGKILL after 10 s) and check nothing is
+        left: the process group gone, the directory (sockets, initrd, log) removed."""
+        leaks: list[str] = []
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(self.proc.pid, 0)
+            leaks.append(f"lane process group {self.proc.pid} still has processes")
+        except ProcessLookupError:
+            pass
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir.exists():
+            leaks.append(f"lane directory {self.dir} could not be removed")
+        return leaks
+
+
+_shared: SharedLane | None = None
+
+
+def shared_lane(image: BuiltImage, god_layer: BuiltImage) -> SharedLane:
+    """The session's lane, started on first use and stopped (leak-checked) at exit."""
+    global _shared
+    if _shared is not None and not _shared.alive():
+        _shared.stop()
+        _shared = None
+    if _shared is None:
+        import atexit
+
+        lane = SharedLane(image, god_layer)
+        _shared = lane
+        atexit.register(stop_shared_lane)
+        lane.wait_ready()
+    return _shared
+
+
+def stop_shared_lane() -> None:
+    global _shared
+    lane, _shared = _shared, None
+    if lane is not None:
+        leaks = lane.stop()
+        if leaks:
+            print("pytest-vmm: god-arm64 lane left things behind: " + "; ".join(leaks), file=sys.stderr)
