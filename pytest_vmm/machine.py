@@ -43,6 +43,8 @@ COMPANION_READY_S = 15.0
 GRACEFUL_S = 5.0
 TERM_S = 3.0
 KILL_S = 3.0
+# What a helper of the VMM (a console relay) may take to end by itself once the VMM is gone.
+SETTLE_S = 1.0
 
 
 @dataclass
@@ -326,7 +328,15 @@ class Machine:
         self.wait_exit(KILL_S)
 
     def _reap_group(self, pgid: int, descendants: set[int], leaks: list[str]) -> None:
-        """Kill anything a process started that outlived it (same group or descendants)."""
+        """Kill anything a process started that outlived it (same group or descendants).
+
+        A helper that ends by itself once its VMM has gone (the socket-console relay sees
+        EOF) gets SETTLE_S to do so before it counts as left over: a busy machine must not
+        turn a clean stop into a kill.
+        """
+        settle = time.monotonic() + SETTLE_S
+        while (_group_members(pgid) | {p for p in descendants if _alive(p)}) and time.monotonic() < settle:
+            time.sleep(0.02)
         deadline = time.monotonic() + KILL_S
         while True:
             survivors = _group_members(pgid) | {p for p in descendants if _alive(p)}
