@@ -42,11 +42,7 @@ sys.path.append(str(GUESTS / "linux"))
 import pyset  # guests/lane: the stdlib closure of god's imports
 from initramfs import Tree  # guests/lane: the one cpio writer
 
-try:
-    import foreign  # guests/linux: arm64 Debian packages
-except ImportError:  # not merged yet: the same interface, here
-    sys.path.append(str(HERE))
-    import foreign_fallback as foreign  # type: ignore[no-redef]
+import foreign  # guests/linux: arm64 Debian packages
 
 PYVER = "3.11"
 PYTHON_DEBS = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib")
@@ -173,8 +169,7 @@ def build_base(out: Path, work: Path) -> dict:
     (out / "lane.cpio.gz").write_bytes(data)
     shutil.copyfile(kernel.vmlinuz, out / "vmlinuz")
     return {
-        "kernel": {"package": kernel.root.name if hasattr(kernel, "root") else "?",
-                   "vmlinuz": str(kernel.vmlinuz)},
+        "kernel": {"package": kernel.package.name, "version": kernel.package.version},
         "packages": sorted(debs),
         "modules": list(LANE_MODULES),
         "precompiled_stdlib": len(rel),
