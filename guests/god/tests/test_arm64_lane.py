@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 
 import pytest
 from arm64build import build
@@ -21,6 +22,8 @@ echo GOD-ARM64-INITRAMFS-MARKER
 /bin/busybox insmod /virtio_mmio.ko && /bin/busybox insmod /virtio_blk.ko
 /bin/busybox sleep 1
 echo "disk: $(/bin/busybox dd if=/dev/vda bs=19 count=1 2>/dev/null)"
+echo "year: $(/bin/busybox date -u +%Y)"
+echo "cpus: $(/bin/busybox grep -c ^processor /proc/cpuinfo)"
 echo READY-FOR-INPUT
 read -r line
 echo "got: $line"
@@ -38,7 +41,7 @@ one cpu-on $G run /payload/smp.bin --cpus 2
 # Linux: its console input comes through god's PL011 RX interrupt, sent once the guest asks
 mkfifo /tmp/in
 echo "CASE-BEGIN linux"
-( $G run /payload/vmlinuz --initrd /payload/inner.cpio.gz --mem 256 --disk /payload/disk.img,ro \
+( $G run /payload/vmlinuz --initrd /payload/inner.cpio.gz --mem 256 --cpus 2 --disk /payload/disk.img,ro \
     --append "console=ttyAMA0 earlycon=pl011,0x09000000 panic=-1" </tmp/in >/tmp/linux.out 2>&1
   echo $? >/tmp/linux.rc ) &
 exec 3>/tmp/in
@@ -110,18 +113,18 @@ def test_hello_and_system_off(lane, case):
 
 def test_system_reset2_vendor_status(lane):
     rc, out = get(lane, "reset2")
-    assert rc == (21 << 1) | 1 and "hello from arm64" in out
+    assert rc == (21 << 1) | 1 and "hello from arm64" in out, out
 
 
 def test_unmapped_store_is_a_named_fault(lane):
     rc, out = get(lane, "fault")
-    assert rc == 10
+    assert rc == 10, out
     assert "god: vCPU 0: guest write of 4 bytes (0x0) to unmapped address 0xb000000" in out
 
 
 def test_psci_cpu_on(lane):
     rc, out = get(lane, "cpu-on")
-    assert rc == 0 and "cpu1 up" in out
+    assert rc == 0 and "cpu1 up" in out, out
 
 
 def test_debian_linux_boots_to_initramfs_with_virtio_blk(lane):
@@ -131,4 +134,6 @@ def test_debian_linux_boots_to_initramfs_with_virtio_blk(lane):
     assert "GOD-ARM64-INITRAMFS-MARKER" in out
     assert f"disk: {DISK_MARK.decode()}" in out      # virtio-blk found through the DT
     assert "got: ping-from-host" in out              # console input: PL011 RX on SPI 1
+    assert "cpus: 2" in out                          # the secondary came up by PSCI CPU_ON
+    assert "rtc-pl031" in out and f"year: {time.gmtime().tm_year}" in out  # wall clock
     assert rc == 0                                     # poweroff = PSCI SYSTEM_OFF

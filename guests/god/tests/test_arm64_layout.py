@@ -88,6 +88,12 @@ def test_dt_gic_timer_uart(dts):
     assert 'compatible = "fixed-clock";' in node(dts, "apb-pclk")
 
 
+def test_dt_rtc(dts):
+    rtc = node(dts, "pl031@9010000")
+    assert 'compatible = "arm,pl031\\0arm,primecell";' in rtc
+    assert "interrupts = <0x00 0x02 0x04>;" in rtc  # SPI 2 = INTID 34
+
+
 def test_dt_virtio_and_chosen(dts):
     assert "interrupts = <0x00 0x11 0x04>;" in node(dts, "virtio_mmio@a000200")
     chosen = node(dts, "chosen")

@@ -6,6 +6,7 @@ PSCI from HVC), interrupt-controller/arm,gic-v3.yaml (#interrupt-cells 3: type 0
 1 PPI, number, flags; reg = GICD then the redistributor region), timer/arm,arch_timer.yaml
 (four PPIs: secure phys, non-secure phys, virtual, hypervisor), serial/pl011.yaml
 (compatible "arm,pl011", "arm,primecell", clocks uartclk + apb_pclk from a fixed-clock),
+rtc/arm,pl031.yaml,
 virtio/mmio.yaml, chosen (bootargs, stdout-path, linux,initrd-start/-end).
 """
 
@@ -83,6 +84,12 @@ def build(cfg: DtConfig) -> Node:
     uart.set("interrupts", u32(GIC_SPI, L.UART_SPI, IRQ_TYPE_LEVEL_HIGH))
     uart.set("clocks", u32(CLOCK_PHANDLE, CLOCK_PHANDLE))
     uart.set("clock-names", strings("uartclk", "apb_pclk"))
+
+    rtc = root.add(f"pl031@{L.RTC.base:x}")
+    rtc.set("compatible", strings("arm,pl031", "arm,primecell"))
+    rtc.set("reg", u64(L.RTC.base, L.RTC.size))
+    rtc.set("interrupts", u32(GIC_SPI, L.RTC_SPI, IRQ_TYPE_LEVEL_HIGH))
+    rtc.set("clocks", u32(CLOCK_PHANDLE)).set("clock-names", "apb_pclk")
 
     for base, spi in cfg.virtio:
         v = root.add(f"virtio_mmio@{base:x}")

@@ -2,6 +2,7 @@
 
   RAM at 0x40000000, the in-kernel vGICv3 (GICD 0x08000000, GICR 0x080A0000), the
   architected timer (in KVM), a PL011 at 0x09000000 on SPI 1 (god.devices.pl011),
+  a PL031 RTC at 0x09010000 on SPI 2 (god.devices.pl031, the host's clock),
   virtio-mmio transport n at 0x0a000000 + 0x200 n on SPI 16 + n, PSCI in KVM.
 
 An access to an address where nothing is mapped stops the machine with a `god:` line
@@ -23,7 +24,7 @@ from god.arch.aarch64.vcpu import init_vcpus, set_boot_regs
 from god.boot.acpi import MmioDevice
 from god.boot.common import BootInputs
 from god.boot.errors import LoaderError
-from god.devices import pl011
+from god.devices import pl011, pl031
 from god.devices.bus import Bus, Device, stderr_trace
 from god.devices.console import Console, NullConsole
 from god.devices.eventloop import EventLoop
@@ -117,6 +118,8 @@ class Machine(MachineBase):
         self.console = config.console
         self.uart = pl011.Pl011(self.irq_line(L.UART_SPI), self.console.write)
         self.mmio.register(L.UART.base, L.UART.size, self.uart)
+        self.rtc = pl031.Pl031(self.irq_line(L.RTC_SPI), self.loop)
+        self.mmio.register(L.RTC.base, L.RTC.size, self.rtc)
 
     def _on_fault(self, message: str) -> None:
         self.request_stop(VmExit(STATUS_GUEST_CRASH, message, "unmapped-mmio"))
@@ -153,6 +156,7 @@ class Machine(MachineBase):
         self._closed = True
         for t in self.virtio:
             t.close()
+        self.rtc.close()
         stuck = [r for r in self.runners if r.thread and r.thread.is_alive()]
         if not stuck:
             for r in self.runners:
