@@ -13,9 +13,7 @@ import os
 import select
 import signal
 import threading
-from typing import Self
-
-from typing import Protocol
+from typing import Protocol, Self
 
 from god.devices.console import Console
 from god.devices.eventloop import EventLoop
