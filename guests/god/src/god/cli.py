@@ -7,10 +7,18 @@
                  [--irqchip split|kernel]
                  [--disk PATH[,ro]]... [--vsock-uds PATH [--vsock-cid N]]
                  [--no-acpi] [--virtio-cmdline on|off]
+                 [--arch x86_64|aarch64] [--dry-run] [--dump-dtb FILE]
 
-Exit status of `run`: the guest's exit-port status ((value << 1) | 1, always odd), 0 on a
-clean shutdown or when stopped by SIGINT/SIGTERM, and an even status with a message on stderr
-when god or the guest fails (see STATUS_* in god.vcpu.runner and docs/god.md).
+The backend is the host's architecture (god.arch; KVM runs only its own); --arch names it
+explicitly, and another one only with --dry-run (aarch64: plan the boot and write the device
+tree with --dump-dtb, no KVM needed). --flat-*, --irqchip, --no-acpi and --virtio-cmdline are
+x86_64's; on aarch64 the device tree describes every device.
+
+Exit status of `run`: the guest's exit-port status ((value << 1) | 1, always odd; on aarch64
+PSCI SYSTEM_RESET2 with god's vendor reset type, value in the cookie), 0 on a clean shutdown
+(x86 ACPI S5, aarch64 PSCI SYSTEM_OFF) or when stopped by SIGINT/SIGTERM, and an even status
+with a message on stderr when god or the guest fails (see STATUS_* in god.vcpu.runner and
+docs/god.md).
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="load KERNEL as a flat binary at ADDR and jump there")
     run.add_argument("--flat-mode", type=int, choices=(16, 32, 64), default=64,
                      help="CPU mode for --flat-addr (default 64)")
-    run.add_argument("--irqchip", choices=("split", "kernel"), default="split",
+    run.add_argument("--irqchip", choices=("split", "kernel"), default=None,
                      help="split (default): LAPIC in KVM, god's own 8259 PICs, IOAPIC and PIT; "
                           "kernel: KVM's in-kernel PIC, IOAPIC and PIT")
     run.add_argument("--trace-unassigned", action="store_true",
@@ -61,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--virtio-cmdline", choices=("on", "off"), default="on",
                      help="append virtio_mmio.device= tokens to the command line (default on; "
                           "the devices are in the ACPI DSDT either way)")
+    run.add_argument("--arch", default=None, metavar="ARCH",
+                     help="x86_64 or aarch64 (default: the host's; another only with --dry-run)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="aarch64: plan the boot (print it) without KVM, and stop")
+    run.add_argument("--dump-dtb", default=None, metavar="FILE",
+                     help="aarch64: also write the device tree god gives the guest to FILE")
     return p
 
 
@@ -73,17 +87,23 @@ def _kvm_info(as_json: bool) -> int:
         print(f"god: {e}", file=sys.stderr)
         return 4
     caps = kvm.capabilities()
+    devices = _device_support(kvm)
     if as_json:
         print(json.dumps({
+            "arch": kvm.arch,
             "api_version": kvm.api_version, "flavour": kvm.flavour,
             "vcpu_mmap_size": kvm.vcpu_mmap_size, "max_vcpus": kvm.max_vcpus(),
             "capabilities": {c.name: {"value": v, "required": c.required, "why": c.why}
                              for c, v in caps},
+            "devices": devices,
         }, indent=2))
     else:
+        print(f"architecture:    {kvm.arch}")
         print(f"KVM API version: {kvm.api_version}")
         print(f"KVM flavour:     {kvm.flavour}")
         print(f"vCPUs:           {kvm.max_vcpus()}")
+        for name, ok in devices.items():
+            print(f"device {name}: {'yes' if ok else 'NO'}")
         print("capabilities god uses:")
         for c, v in caps:
             mark = "yes" if v else "NO "
@@ -91,11 +111,33 @@ def _kvm_info(as_json: bool) -> int:
             req = "required" if c.required else "optional"
             print(f"  {mark} {c.name:<28} {req:<8} {c.why}{val}")
     missing = [c.name for c, v in caps if c.required and not v]
+    missing += [n for n, ok in devices.items() if not ok]
     kvm.close()
     if missing:
         print(f"god: missing required capabilities: {', '.join(missing)}", file=sys.stderr)
         return 4
     return 0
+
+
+def _device_support(kvm) -> dict[str, bool]:  # type: ignore[no-untyped-def]
+    """KVM devices god needs on this architecture, probed with KVM_CREATE_DEVICE_TEST."""
+    if kvm.arch != "aarch64":
+        return {}
+    from god.kvm import KvmError
+    from god.kvm import arm64 as A
+
+    try:
+        vm = kvm.create_vm()
+    except KvmError:
+        return {"KVM_DEV_TYPE_ARM_VGIC_V3": False}
+    try:
+        vm.create_device(A.KVM_DEV_TYPE_ARM_VGIC_V3, test=True)
+        ok = True
+    except KvmError:
+        ok = False
+    finally:
+        vm.close()
+    return {"KVM_DEV_TYPE_ARM_VGIC_V3": ok}
 
 
 def _modules(spec: str | None) -> list:  # type: ignore[type-arg]
@@ -132,7 +174,47 @@ def _add_virtio(machine, a: argparse.Namespace) -> str:  # type: ignore[no-untyp
     return " ".join([a.append] + tokens if a.append else tokens)
 
 
+def _select_arch(a: argparse.Namespace) -> str:
+    """The backend for this run; ValueError (a usage error) names what does not fit."""
+    from god.arch import host_arch, normalize
+
+    host = host_arch()
+    arch = normalize(a.arch) if a.arch else host
+    if arch != host and not a.dry_run:
+        raise ValueError(f"--arch {arch} on a {host} host: KVM runs only the host's "
+                         "architecture (use --dry-run to plan an aarch64 boot here)")
+    if arch == "aarch64":
+        given = [o for o, bad in (("--flat-addr", a.flat_addr is not None),
+                                  ("--irqchip", a.irqchip is not None),
+                                  ("--no-acpi", not a.acpi),
+                                  ("--virtio-cmdline", a.virtio_cmdline != "on")) if bad]
+        if given:
+            raise ValueError(f"{', '.join(given)}: x86_64 options (aarch64 guests find "
+                             "devices in the device tree)")
+    elif a.dry_run or a.dump_dtb:
+        raise ValueError("--dry-run/--dump-dtb plan aarch64 boots (use --arch aarch64)")
+    return arch
+
+
 def _run(a: argparse.Namespace) -> int:
+    from god.vcpu.runner import STATUS_HOST_ERROR, STATUS_USAGE
+
+    try:
+        arch = _select_arch(a)
+    except ValueError as e:
+        print(f"god: error: {e}", file=sys.stderr)
+        return STATUS_USAGE
+    if arch == "aarch64":
+        try:
+            from god.arch.aarch64 import cli as arm_cli
+        except ImportError as e:  # pragma: no cover - a broken install
+            print(f"god: error: {e}", file=sys.stderr)
+            return STATUS_HOST_ERROR
+        return arm_cli.run(a)
+    return _run_x86(a)
+
+
+def _run_x86(a: argparse.Namespace) -> int:
     from god.boot import BootInputs, LoaderError
     from god.devices.console import open_console
     from god.kvm import KvmError
@@ -151,7 +233,7 @@ def _run(a: argparse.Namespace) -> int:
     try:
         machine = Machine(MachineConfig(mem_mib=a.mem, cpus=a.cpus, console=console,
                                         trace_unassigned=a.trace_unassigned, acpi=a.acpi,
-                                        irqchip=a.irqchip))
+                                        irqchip=a.irqchip or "split"))
         machine.load(BootInputs(kernel, _add_virtio(machine, a), modules, kernel_path=a.kernel),
                      a.flat_addr, a.flat_mode)
     except (KvmError, LoaderError, ValueError, MemoryError, OSError) as e:

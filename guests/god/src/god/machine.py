@@ -7,10 +7,6 @@ vCPU crashes or request_stop() is called (e.g. by a SIGTERM handler); close() fr
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import threading
 from dataclasses import dataclass, field
 
 from god.boot import BootInputs, EntryState, acpi, load_kernel, mptable
@@ -28,10 +24,10 @@ from god.devices.irq import IrqLine
 from god.devices.serial import COM1_BASE, COM1_IRQ, Uart16550
 from god.irqchip import IRQCHIPS, KernelIrqchip, SplitIrqchip
 from god.kvm import Kvm, KvmError
+from god.machine_base import KICK_SIGNAL, MachineBase  # noqa: F401 (KICK_SIGNAL: re-export)
 from god.memory import GuestMemory
 from god.vcpu.runner import STATUS_GUEST_RESET, STATUS_OK, VcpuRunner, VmExit
 
-KICK_SIGNAL = signal.SIGUSR1
 # PVM's ring-0 emulator cannot run cmpxchg16b or clac/stac (PLATFORM.md). Kernels pick
 # those from CPUID (Linux: CX16 for SLUB's cmpxchg_double, SMAP for clac/stac), so god hides
 # the two bits under PVM. SSE/XSAVE stay visible: ring-3 code may use them.
@@ -74,12 +70,9 @@ class _Sink:
         pass
 
 
-def _noop(signum: int, frame: object) -> None:
-    pass
-
-
-class Machine:
+class Machine(MachineBase):
     def __init__(self, config: MachineConfig) -> None:
+        super().__init__()
         self.config = config
         if config.mem_mib < 4:
             raise ValueError("--mem must be at least 4 MiB")
@@ -91,10 +84,6 @@ class Machine:
         self.mem_bytes = config.mem_mib << 20
         self.vm = self.kvm.create_vm()
         self._closed = False
-        self.result: VmExit | None = None
-        self._result_lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self._kick_ok = False
         try:
             self.vm.set_tss_addr(TSS_ADDR)  # VMX real mode needs it; harmless elsewhere
         except KvmError:
@@ -161,6 +150,14 @@ class Machine:
     def irq_line(self, gsi: int) -> IrqLine:
         return self.irqchip.line(gsi)
 
+    def place_virtio(self, n: int, size: int) -> tuple[int, int]:
+        """(window base, GSI) for the n-th virtio-mmio transport (god.virtio.attach)."""
+        from god.virtio.attach import VIRTIO_GSIS
+
+        if n >= len(VIRTIO_GSIS):
+            raise ValueError(f"at most {len(VIRTIO_GSIS)} virtio devices")
+        return self.alloc_mmio(size), VIRTIO_GSIS[n]
+
     def alloc_mmio(self, size: int) -> int:
         """A page-aligned slot in the MMIO window for a device (e.g. virtio-mmio)."""
         base = self._mmio_next
@@ -218,77 +215,6 @@ class Machine:
         self.request_stop(VmExit(STATUS_GUEST_RESET,
                                  f"guest reset via {how}; god does not reboot guests", "reset"))
 
-    def request_stop(self, result: VmExit) -> None:
-        """Record why we stop (the first reason wins) and interrupt every vCPU. Any thread;
-        also safe from a signal handler (only flag writes, os.write and pthread_kill)."""
-        with self._result_lock:
-            if self.result is None:
-                self.result = result
-        self._kick_all()
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
-
-    def _kick_all(self) -> None:
-        for r in self.runners:
-            r.request_stop()
-            self._kick_one(r)
-
-    def _kick_one(self, r: VcpuRunner) -> None:
-        """Make r's KVM_RUN return (EINTR) if it is inside it; any thread but r's own."""
-        t = r.thread
-        if self._kick_ok and t is not None and t.ident is not None \
-                and t.ident != threading.get_ident() and t.is_alive():
-            try:
-                signal.pthread_kill(t.ident, KICK_SIGNAL)
-            except (ProcessLookupError, OSError):
-                pass
-
-    def run(self) -> VmExit:
-        """Run until the guest stops; returns why. Blocks the calling thread in select()."""
-        old = None
-        if threading.current_thread() is threading.main_thread():
-            # A handler (not SIG_DFL) so pthread_kill interrupts KVM_RUN with EINTR instead
-            # of killing the process.
-            old = signal.signal(KICK_SIGNAL, _noop)
-            self._kick_ok = True
-        try:
-            self.loop.start()
-            self.irqchip.start()
-            self.console.start(self.loop, self.uart.feed)
-            for r in self.runners:
-                r.start()
-            while self.result is None:
-                alive = [r for r in self.runners if r.thread and r.thread.is_alive()]
-                if not alive:
-                    break
-                try:
-                    select.select([self._wake_r], [], [], None if self._kick_ok else 0.5)
-                except InterruptedError:
-                    pass
-            if self.result is None:
-                self.result = VmExit(STATUS_OK, "all vCPUs stopped", "stopped")
-            self._kick_all()
-            for _ in range(50):
-                alive = [r for r in self.runners if r.thread and r.thread.is_alive()]
-                if not alive:
-                    break
-                alive[0].thread.join(0.1)  # type: ignore[union-attr]
-                self._kick_all()
-            return self.result
-        finally:
-            self.irqchip.stop()
-            self.loop.stop()
-            self.console.close()
-            if old is not None:
-                signal.signal(KICK_SIGNAL, old)
-            self._kick_ok = False
-
-    @property
-    def exits(self) -> int:
-        return sum(r.exits for r in self.runners)
-
     def close(self) -> None:
         if self._closed:
             return
@@ -302,14 +228,4 @@ class Machine:
             self.vm.close()
             self.mem.close()
         self.kvm.close()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def __enter__(self) -> Machine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._close_wake_pipe()

@@ -11,6 +11,12 @@ from collections.abc import Callable
 EXIT_PORT = 0xF4
 
 
+def guest_status(value: int) -> int:
+    """The process exit status for a value the guest reports: QEMU's (v << 1) | 1, as 8
+    bits. Also used for arm64 guests' PSCI SYSTEM_RESET2 vendor exits (god.arch.aarch64)."""
+    return ((value << 1) | 1) & 0xFF
+
+
 class ExitPort:
     def __init__(self, on_exit: Callable[[int], None]) -> None:
         self._on_exit = on_exit
@@ -21,4 +27,4 @@ class ExitPort:
 
     def write(self, offset: int, size: int, value: int) -> None:
         self.value = value
-        self._on_exit(((value << 1) | 1) & 0xFF)
+        self._on_exit(guest_status(value))

@@ -64,6 +64,15 @@ KVM_INTERRUPT = _iow(0x86, s.KvmInterrupt)
 KVM_SET_CPUID2 = _iow(0x90, s.KvmCpuid2Header)
 KVM_GET_MP_STATE = _ior(0x98, s.KvmMpState)
 KVM_SET_MP_STATE = _iow(0x99, s.KvmMpState)
+# arm64 (numbers from include/uapi/linux/kvm.h; the same encoding on every architecture)
+KVM_GET_ONE_REG = _iow(0xAB, s.KvmOneReg)
+KVM_SET_ONE_REG = _iow(0xAC, s.KvmOneReg)
+KVM_ARM_VCPU_INIT = _iow(0xAE, s.KvmVcpuInit)
+KVM_ARM_PREFERRED_TARGET = _ior(0xAF, s.KvmVcpuInit)   # VM fd
+KVM_CREATE_DEVICE = _iowr(0xE0, s.KvmCreateDevice)    # VM fd
+KVM_SET_DEVICE_ATTR = _iow(0xE1, s.KvmDeviceAttr)      # device fd
+KVM_GET_DEVICE_ATTR = _iow(0xE2, s.KvmDeviceAttr)
+KVM_HAS_DEVICE_ATTR = _iow(0xE3, s.KvmDeviceAttr)
 
 # Exit reasons (kvm_run.exit_reason)
 EXIT_UNKNOWN = 0
@@ -80,13 +89,15 @@ EXIT_INTR = 10
 EXIT_INTERNAL_ERROR = 17
 EXIT_SYSTEM_EVENT = 24
 EXIT_IOAPIC_EOI = 26
+EXIT_ARM_NISV = 28
 EXIT_NAMES = {
     0: "UNKNOWN", 1: "EXCEPTION", 2: "IO", 3: "HYPERCALL", 4: "DEBUG", 5: "HLT", 6: "MMIO",
     7: "IRQ_WINDOW_OPEN", 8: "SHUTDOWN", 9: "FAIL_ENTRY", 10: "INTR", 17: "INTERNAL_ERROR",
-    24: "SYSTEM_EVENT", 26: "IOAPIC_EOI",
+    24: "SYSTEM_EVENT", 26: "IOAPIC_EOI", 28: "ARM_NISV",
 }
 IO_IN, IO_OUT = 0, 1
 SYSTEM_EVENT_SHUTDOWN, SYSTEM_EVENT_RESET, SYSTEM_EVENT_CRASH = 1, 2, 3
+SYSTEM_EVENT_WAKEUP, SYSTEM_EVENT_SUSPEND = 4, 5
 INTERNAL_ERROR_NAMES = {
     1: "instruction emulation failed",
     2: "exception while delivering an exception (simultaneous exceptions)",

@@ -1,4 +1,4 @@
-"""ctypes layouts of the KVM x86_64 ABI structures, defined once.
+"""ctypes layouts of the KVM ABI structures (x86_64, and the arm64 ones at the end), defined once.
 
 Sizes are checked against <linux/kvm.h> by tests/test_kvm_abi.py (it compiles a C program
 that prints sizeof/offsetof), so a layout mistake fails a test instead of corrupting memory.
@@ -162,3 +162,27 @@ RUN_SYSTEM_EVENT_TYPE = 32      # u32 type, u32 ndata, u64 data[16]
 RUN_SYSTEM_EVENT_DATA = 40
 RUN_FAIL_ENTRY_REASON = 32      # u64 hardware_entry_failure_reason, u32 cpu
 RUN_SIZE_MIN = 2352
+
+
+# --- arm64 (arch/arm64/include/uapi/asm/kvm.h, include/uapi/linux/kvm.h); the sizes are
+# checked against the aarch64 cross headers by tests/test_kvm_abi_arm64.py.
+class KvmVcpuInit(ctypes.Structure):
+    """struct kvm_vcpu_init: KVM_ARM_PREFERRED_TARGET fills it, KVM_ARM_VCPU_INIT takes it."""
+    _fields_ = [("target", u32), ("features", u32 * 7)]
+
+
+class KvmOneReg(ctypes.Structure):
+    """struct kvm_one_reg: a register id and the user address of its value."""
+    _fields_ = [("id", u64), ("addr", u64)]
+
+
+class KvmCreateDevice(ctypes.Structure):
+    _fields_ = [("type", u32), ("fd", u32), ("flags", u32)]
+
+
+class KvmDeviceAttr(ctypes.Structure):
+    _fields_ = [("flags", u32), ("group", u32), ("attr", u64), ("addr", u64)]
+
+
+RUN_ARM_NISV_ESR_ISS = 32       # KVM_EXIT_ARM_NISV: u64 esr_iss, u64 fault_ipa
+RUN_ARM_NISV_FAULT_IPA = 40

@@ -14,9 +14,10 @@ import mmap
 import os
 
 from god.flavour import kvm_flavour
+from god.kvm import arm64 as A
 from god.kvm import ioctls as k
 from god.kvm import structs as s
-from god.kvm.caps import CAPS, KVM_CAP_SPLIT_IRQCHIP, Cap
+from god.kvm.caps import KVM_CAP_SPLIT_IRQCHIP, Cap, caps_for
 
 KVM_API_VERSION = 12  # the only stable KVM API version since Linux 2.6.22
 
@@ -29,7 +30,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong]
 
 
-def _ioctl(fd: int, name: str, req: int, arg: int | ctypes.Structure | ctypes.Array = 0) -> int:
+def _ioctl(fd: int, name: str, req: int,
+           arg: int | ctypes.Structure | ctypes.Array | ctypes.c_uint64 = 0) -> int:
     try:
         if isinstance(arg, int):
             if arg > 0x7FFFFFFF:
@@ -62,13 +64,18 @@ class Kvm:
         if self.api_version != KVM_API_VERSION:
             raise KvmError(f"KVM API version {self.api_version}, god needs {KVM_API_VERSION}")
         self.vcpu_mmap_size = _ioctl(self.fd, "KVM_GET_VCPU_MMAP_SIZE", k.KVM_GET_VCPU_MMAP_SIZE)
-        self.flavour = kvm_flavour()
+        from god.arch import host_arch  # god.arch imports nothing of KVM at module level
+
+        self.arch = host_arch()
+        # flavour.py names the x86 modules (kvm_intel/kvm_amd/kvm_pvm); arm64's KVM is one
+        # (usually built-in), so it is "arm64" there
+        self.flavour = kvm_flavour() if self.arch == "x86_64" else "arm64"
 
     def check_extension(self, cap: int) -> int:
         return _ioctl(self.fd, "KVM_CHECK_EXTENSION", k.KVM_CHECK_EXTENSION, cap)
 
     def capabilities(self) -> list[tuple[Cap, int]]:
-        return [(c, self.check_extension(c.number)) for c in CAPS]
+        return [(c, self.check_extension(c.number)) for c in caps_for(self.arch)]
 
     def require(self) -> None:
         """Fail early, naming each missing capability, instead of failing mid-setup."""
@@ -186,9 +193,44 @@ class VmFd:
                              flags=flags)
         _ioctl(self.fd, "KVM_IOEVENTFD", k.KVM_IOEVENTFD, req)
 
+    # --- arm64 ---------------------------------------------------------------------------
+    def arm_preferred_target(self) -> s.KvmVcpuInit:
+        init = s.KvmVcpuInit()
+        _ioctl(self.fd, "KVM_ARM_PREFERRED_TARGET", k.KVM_ARM_PREFERRED_TARGET, init)
+        return init
+
+    def create_device(self, dev_type: int, test: bool = False) -> DeviceFd | None:
+        """KVM_CREATE_DEVICE; with test=True only asks whether the type exists (None)."""
+        req = s.KvmCreateDevice(type=dev_type, flags=A.KVM_CREATE_DEVICE_TEST if test else 0)
+        _ioctl(self.fd, f"KVM_CREATE_DEVICE(type {dev_type})", k.KVM_CREATE_DEVICE, req)
+        return None if test else DeviceFd(req.fd, dev_type)
+
     def create_vcpu(self, index: int) -> VcpuFd:
         fd = _ioctl(self.fd, "KVM_CREATE_VCPU", k.KVM_CREATE_VCPU, index)
         return VcpuFd(self, index, fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class DeviceFd:
+    """A KVM device fd (the vGICv3): attributes set by group and number."""
+
+    def __init__(self, fd: int, dev_type: int) -> None:
+        self.fd, self.type = fd, dev_type
+
+    def set_attr(self, group: int, attr: int, value: int | None = None, what: str = "") -> None:
+        """KVM_SET_DEVICE_ATTR; value (if any) is passed through a u64 (addresses) or u32
+        (NR_IRQS) the kernel reads from addr."""
+        buf: ctypes.c_uint64 | ctypes.c_uint32 | None = None
+        if value is not None:
+            buf = ctypes.c_uint32(value) if group == A.VGIC_GRP_NR_IRQS else ctypes.c_uint64(value)
+        req = s.KvmDeviceAttr(group=group, attr=attr,
+                              addr=ctypes.addressof(buf) if buf is not None else 0)
+        _ioctl(self.fd, f"KVM_SET_DEVICE_ATTR({what or f'group {group} attr {attr}'})",
+               k.KVM_SET_DEVICE_ATTR, req)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -240,6 +282,21 @@ class VcpuFd:
 
     def set_mp_state(self, state: int) -> None:
         _ioctl(self.fd, "KVM_SET_MP_STATE", k.KVM_SET_MP_STATE, s.KvmMpState(state))
+
+    # --- arm64 ---------------------------------------------------------------------------
+    def arm_vcpu_init(self, init: s.KvmVcpuInit) -> None:
+        _ioctl(self.fd, "KVM_ARM_VCPU_INIT", k.KVM_ARM_VCPU_INIT, init)
+
+    def get_one_reg(self, reg_id: int) -> int:
+        val = ctypes.c_uint64()
+        req = s.KvmOneReg(id=reg_id, addr=ctypes.addressof(val))
+        _ioctl(self.fd, f"KVM_GET_ONE_REG({reg_id:#x})", k.KVM_GET_ONE_REG, req)
+        return val.value
+
+    def set_one_reg(self, reg_id: int, value: int) -> None:
+        val = ctypes.c_uint64(value)
+        req = s.KvmOneReg(id=reg_id, addr=ctypes.addressof(val))
+        _ioctl(self.fd, f"KVM_SET_ONE_REG({reg_id:#x})", k.KVM_SET_ONE_REG, req)
 
     def translate(self, linear: int) -> int | None:
         """Guest-virtual to guest-physical through the vCPU's current page tables."""

@@ -221,14 +221,7 @@ class VcpuRunner:
                           f"vCPU {idx}: triple fault (KVM_EXIT_SHUTDOWN) {self._where()}",
                           "triple-fault")
         if reason == k.EXIT_SYSTEM_EVENT:
-            typ = u32v(run, s.RUN_SYSTEM_EVENT_TYPE)
-            if typ == k.SYSTEM_EVENT_SHUTDOWN:
-                return VmExit(STATUS_OK, "", "shutdown")
-            if typ == k.SYSTEM_EVENT_RESET:
-                return VmExit(STATUS_GUEST_RESET, f"vCPU {idx}: guest requested a reset "
-                              "(god does not reboot guests)", "reset")
-            return VmExit(STATUS_GUEST_CRASH, f"vCPU {idx}: guest crash (system event {typ})",
-                          "crash")
+            return self._system_event(u32v(run, s.RUN_SYSTEM_EVENT_TYPE))
         if reason == k.EXIT_FAIL_ENTRY:
             code = struct.unpack_from("<Q", run, s.RUN_FAIL_ENTRY_REASON)[0]
             return VmExit(STATUS_GUEST_CRASH, f"vCPU {idx}: KVM_EXIT_FAIL_ENTRY: hardware "
@@ -239,6 +232,9 @@ class VcpuRunner:
         name = k.EXIT_NAMES.get(reason, str(reason))
         return VmExit(STATUS_GUEST_CRASH, f"vCPU {idx}: unhandled exit {name} {self._where()}",
                       "unhandled-exit")
+
+    def _system_event(self, typ: int) -> VmExit:
+        return system_event_exit(typ, self.vcpu.index)
 
     def _code_at_rip(self) -> tuple[int, int, bool, bytes]:
         regs = self.vcpu.get_regs()
@@ -278,6 +274,23 @@ class VcpuRunner:
         return VmExit(STATUS_GUEST_CRASH,
                       f"vCPU {self.vcpu.index}: KVM_EXIT_INTERNAL_ERROR ({desc}) at {where}: "
                       f"{why}{extra}", "internal-error")
+
+
+def system_event_exit(typ: int, idx: int, how: str = "") -> VmExit:
+    """KVM_EXIT_SYSTEM_EVENT -> why god stops, for every architecture: a shutdown (x86 ACPI
+    S5 in KVM, arm64 PSCI SYSTEM_OFF) is a clean stop (0), a reset (PSCI SYSTEM_RESET, x86
+    resets KVM reports) is STATUS_GUEST_RESET, a crash or anything else STATUS_GUEST_CRASH."""
+    via = f" via {how}" if how else ""
+    if typ == k.SYSTEM_EVENT_SHUTDOWN:
+        return VmExit(STATUS_OK, "", "shutdown")
+    if typ == k.SYSTEM_EVENT_RESET:
+        return VmExit(STATUS_GUEST_RESET, f"vCPU {idx}: guest requested a reset{via} "
+                      "(god does not reboot guests)", "reset")
+    if typ == k.SYSTEM_EVENT_CRASH:
+        return VmExit(STATUS_GUEST_CRASH, f"vCPU {idx}: guest reported a crash{via} "
+                      "(KVM_SYSTEM_EVENT_CRASH)", "crash")
+    return VmExit(STATUS_GUEST_CRASH, f"vCPU {idx}: unexpected system event {typ}{via}",
+                  "crash")
 
 
 def u32v(buf: object, off: int) -> int:

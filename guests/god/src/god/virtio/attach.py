@@ -37,10 +37,9 @@ VIRTIO_GSIS = (5, 6, 7, 10, 11, 14, 15, 3)
 def attach(machine: Machine, device: VirtioDevice) -> tuple[VirtioMmio, str]:
     """Register device on machine's MMIO bus; returns the transport and its cmdline token."""
     transports: list[VirtioMmio] = machine.virtio
-    if len(transports) >= len(VIRTIO_GSIS):
-        raise ValueError(f"at most {len(VIRTIO_GSIS)} virtio devices")
-    gsi = VIRTIO_GSIS[len(transports)]
-    base = machine.alloc_mmio(MMIO_SLOT_SIZE)
+    # The architecture's Machine decides the window and the interrupt: on x86 a slot of its
+    # MMIO window and a GSI of VIRTIO_GSIS, on arm64 QEMU virt's transport n and SPI 16 + n.
+    base, gsi = machine.place_virtio(len(transports), MMIO_SLOT_SIZE)
 
     def ioeventfd(fd: int, queue: int) -> bool:
         try:
