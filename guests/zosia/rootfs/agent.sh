@@ -78,7 +78,10 @@ if [ "$tsc_khz" = 0 ]; then
   mhz=$(awk -F': *' '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
   tsc_khz=${mhz:-0}
 fi
-CAPS=port,mmio,exit
+ARCH=$(uname -m)
+# aarch64 (QEMU virt) has no port I/O space and no isa-debug-exit: MMIO only, and an exit
+# that can only be a power-off (PSCI SYSTEM_OFF ends QEMU with status 0).
+if [ "$ARCH" = aarch64 ]; then CAPS=mmio,exit; else CAPS=port,mmio,exit; fi
 
 # port <- read 1 byte at port $1 (VAL)
 port_in() {
@@ -124,6 +127,29 @@ irq_count() {
   ' /proc/interrupts
 }
 
+# The x86 port commands (in/out) of the current request.
+handle_port() {
+  case "$1" in
+    in)
+      arg port || return; port=$NUM
+      arg width 1 || return
+      [ "$NUM" = 1 ] || { fail 8 "only 1-byte port reads (/dev/port reads byte by byte)"; return; }
+      [ "$port" -le 65535 ] || { fail 3 "port $port out of range"; return; }
+      linux_owns "$port" && return
+      port_in "$port" || { fail 5 "read of port $port failed"; return; }
+      ok "value=$VAL" ;;
+    out)
+      arg port || return; port=$NUM
+      arg width 1 || return
+      [ "$NUM" = 1 ] || { fail 8 "only 1-byte port writes (/dev/port writes byte by byte)"; return; }
+      arg value || return
+      [ "$port" -le 65535 ] && [ "$NUM" -le 255 ] || { fail 3 "port or value out of range"; return; }
+      linux_owns "$port" && return
+      port_out "$port" "$NUM" || { fail 5 "write to port $port failed"; return; }
+      ok ;;
+  esac
+}
+
 handle() {
   line=$1
   case "$line" in *@\>*) ;; *) return ;; esac
@@ -155,23 +181,9 @@ handle() {
   case "$cmd" in
     hello) ok "name=$NAME arch=$(uname -m) proto=1 cpus=$cpus tsc_khz=$tsc_khz caps=$CAPS kernel=$(uname -r)" ;;
     ping) ok "cpu=0" ;;
-    in)
-      arg port || return; port=$NUM
-      arg width 1 || return
-      [ "$NUM" = 1 ] || { fail 8 "only 1-byte port reads (/dev/port reads byte by byte)"; return; }
-      [ "$port" -le 65535 ] || { fail 3 "port $port out of range"; return; }
-      linux_owns "$port" && return
-      port_in "$port" || { fail 5 "read of port $port failed"; return; }
-      ok "value=$VAL" ;;
-    out)
-      arg port || return; port=$NUM
-      arg width 1 || return
-      [ "$NUM" = 1 ] || { fail 8 "only 1-byte port writes (/dev/port writes byte by byte)"; return; }
-      arg value || return
-      [ "$port" -le 65535 ] && [ "$NUM" -le 255 ] || { fail 3 "port or value out of range"; return; }
-      linux_owns "$port" && return
-      port_out "$port" "$NUM" || { fail 5 "write to port $port failed"; return; }
-      ok ;;
+    in|out)
+      [ "$ARCH" = x86_64 ] || { fail 8 "no port I/O on $ARCH (x86 only)"; return; }
+      handle_port "$cmd" ;;
     rd|wr)
       arg addr || return; addr=$NUM
       arg width || return; width=$NUM
@@ -204,6 +216,13 @@ handle() {
       arg status 0 || return
       [ "$NUM" -le 255 ] || { fail 3 "status $NUM out of range"; return; }
       sync
+      if [ "$ARCH" = aarch64 ]; then
+        # PSCI SYSTEM_OFF (poweroff -f) is the only way out from Linux userspace: status 0.
+        [ "$NUM" = 0 ] || { fail 8 "exit status $NUM: on $ARCH a shell can only power off (status 0)"; return; }
+        poweroff -f
+        sleep 1
+        fail 8 "poweroff did not stop the machine"; return
+      fi
       port_out 244 "$NUM"  # 0xf4: isa-debug-exit; QEMU exits (status << 1) | 1
       sleep 1
       fail 8 "the exit port 0xf4 did not stop the machine" ;;
