@@ -5,7 +5,8 @@ them, unassigned MMIO (recorded per hypervisor) and every access width. Each che
 clause.
 
 Addresses are the PC/microvm conventions both god and QEMU follow: COM1 at 0x3f8, IOAPIC at
-0xfec00000, LAPIC at 0xfee00000.
+0xfec00000, LAPIC at 0xfee00000; those checks are x86's (``vmm_arch("x86_64")``). The
+virtio-mmio checks run on both architectures, with QEMU virt's transports on aarch64.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ UNASSIGNED_PORT = 0x0F00
 # Where virtio-mmio transports live: QEMU microvm (8 slots of 0x200 at 0xfeb00000) and god
 # (page-sized slots from 0xd0000000).
 VIRTIO_CANDIDATES = [0xFEB00000 + 0x200 * i for i in range(8)] + [0xD0000000 + 0x1000 * i for i in range(8)]
+# aarch64: QEMU virt's 32 transports of 0x200 bytes at 0x0a000000 (hw/arm/virt.c memmap,
+# VIRT_MMIO; also in the device tree it passes). The x86 bases fault there (external abort).
+VIRTIO_CANDIDATES_BY_ARCH = {"x86_64": VIRTIO_CANDIDATES,
+                             "aarch64": [0x0A000000 + 0x200 * i for i in range(32)]}
 VIRTIO_MAGIC = 0x74726976  # "virt"
 RAM_SCRATCH = 0x00400000  # free RAM above the probe's image (it ends below 2 MiB)
 
@@ -49,22 +54,24 @@ def ioapic_reg(agent: AgentClient, reg: int) -> int:
     return agent.mmio_read(IOAPIC + 0x10, 4)
 
 
-def virtio_transports(agent: AgentClient) -> list[int]:
-    return [base for base in VIRTIO_CANDIDATES if agent.mmio_read(base, 4) == VIRTIO_MAGIC]
+def virtio_transports(agent: AgentClient, arch: str = "x86_64") -> list[int]:
+    return [base for base in VIRTIO_CANDIDATES_BY_ARCH[arch] if agent.mmio_read(base, 4) == VIRTIO_MAGIC]
 
 
 def virtio_transport(machine: Machine) -> int:
     """The transport to test: one with a device behind it if any, else the first one."""
     agent = machine.agent
-    found = virtio_transports(agent)
+    arch = machine.config.hypervisor.arch
+    found = virtio_transports(agent, arch)
     if not found:
         pytest.skip(f"{machine.hypervisor_name} exposes no virtio-mmio transport at the known bases "
-                    f"(QEMU microvm 0xfeb00000, god 0xd0000000)")
+                    f"(QEMU microvm 0xfeb00000, god 0xd0000000, QEMU virt 0x0a000000)")
     with_device = [base for base in found if agent.mmio_read(base + 0x8, 4) != 0]
     return (with_device or found)[0]
 
 
 # ---------------------------------------------------------------------------- 16550 UART
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize("pattern", [0x00, 0x5A, 0xA5, 0xFF])
 def test_uart_scratch_register_round_trip(machine: Machine, pattern: int) -> None:
     """16550A datasheet, Scratchpad Register (SCR, offset 7): 8 bits of read/write storage with
@@ -75,6 +82,7 @@ def test_uart_scratch_register_round_trip(machine: Machine, pattern: int) -> Non
     assert observed == pattern, f"SCR: wrote {pattern:#04x}, expected {pattern:#04x} back, observed {observed:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_lsr_thre_and_temt_after_transmit(machine: Machine) -> None:
     """16550A datasheet, LSR bit 5 (THRE: transmitter holding register/FIFO empty) and bit 6
     (TEMT: THR and shift register both empty): with nothing being sent both are 1."""
@@ -83,12 +91,14 @@ def test_uart_lsr_thre_and_temt_after_transmit(machine: Machine) -> None:
     assert lsr & 0x60 == 0x60, f"LSR after transmit: expected THRE|TEMT (0x60) set, observed LSR={lsr:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_iir_reports_no_interrupt_pending(machine: Machine) -> None:
     """16550A datasheet, IIR bit 0 = 1: no interrupt pending, bits 3:1 = 000 (low nibble 0x1)."""
     iir = machine.agent.inb(IIR)
     assert iir & 0x0F == 0x01, f"IIR with nothing pending: expected low nibble 0x1, observed IIR={iir:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_iir_shows_fifo_enabled(machine: Machine) -> None:
     """16550A datasheet, IIR bits 7:6 = 11 when FCR bit 0 enabled the FIFOs (the agent wrote
     FCR=0x07 at boot)."""
@@ -97,6 +107,7 @@ def test_uart_iir_shows_fifo_enabled(machine: Machine) -> None:
     assert iir & 0xC0 == 0xC0, f"IIR[7:6] after FCR=0x07: expected 0b11 (16550A FIFOs on), observed IIR={iir:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_ier_reads_back_rx_enable(machine: Machine) -> None:
     """16550A datasheet, IER (offset 1, DLAB=0) is read/write, bits 3:0 the four interrupt
     enables: the agent enabled only ERBFI (bit 0), so 0x01 reads back."""
@@ -104,6 +115,7 @@ def test_uart_ier_reads_back_rx_enable(machine: Machine) -> None:
     assert ier == 0x01, f"IER: the agent enabled only received-data interrupts, expected 0x01, observed {ier:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_lcr_round_trip(machine: Machine) -> None:
     """16550A datasheet, Line Control Register is read/write (word length, stop bits, parity,
     DLAB in bit 7): 0x1b (8 bits, even parity) reads back."""
@@ -114,6 +126,7 @@ def test_uart_lcr_round_trip(machine: Machine) -> None:
     assert observed == 0x1B, f"LCR: wrote 0x1b, observed {observed:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize("value", [0x5A, 0x00, 0xFF])
 def test_uart_loopback_echo(machine: Machine, value: int) -> None:
     """16550A datasheet, MCR bit 4 (Loop): the transmitter output is looped back to the receiver
@@ -122,6 +135,7 @@ def test_uart_loopback_echo(machine: Machine, value: int) -> None:
     assert result["value"] == value, f"loopback: sent {value:#04x}, expected it back, observed {result['value']:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_loopback_modem_status(machine: Machine) -> None:
     """16550A datasheet, MCR bit 4 (Loop): MSR bits 7:4 (DCD, RI, DSR, CTS) mirror MCR OUT2,
     OUT1, DTR, RTS; with MCR = 0x1b (loop, OUT2, DTR, RTS) MSR[7:4] = 0b1011."""
@@ -134,6 +148,7 @@ def test_uart_loopback_modem_status(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- APIC identification
+@pytest.mark.vmm_arch("x86_64")
 def test_lapic_version_register(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.4.8 (Local APIC Version Register), Figure 10-7: bits 7:0 are
     0x10..0x15 for an integrated APIC; bits 23:16 = max LVT entry (>= 4: timer, LINT0/1, error,
@@ -145,6 +160,7 @@ def test_lapic_version_register(machine: Machine) -> None:
     assert max_lvt >= 4, f"LAPIC max LVT entry: expected >= 4, observed {max_lvt}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_requires("smp")
 def test_lapic_ids_differ_per_vcpu(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.4.6 (Local APIC ID): each processor's APIC has a unique ID in bits
@@ -154,6 +170,7 @@ def test_lapic_ids_differ_per_vcpu(machine: Machine) -> None:
     assert ids[0] != ids[1], f"LAPIC IDs of vCPU 0 and 1: expected different, observed {ids}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_ioapic_version_register(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet §3.2.2 (IOAPICVER, index 01h): bits 7:0 the version (0x11
     on the 82093AA, 0x20 on later chipset IOAPICs), bits 23:16 the maximum redirection entry: 23
@@ -164,6 +181,7 @@ def test_ioapic_version_register(machine: Machine) -> None:
     assert (version >> 16) & 0xFF == 23, f"IOAPIC max redirection entry: expected 23, observed {(version >> 16) & 0xFF}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_ioapic_redirection_entry_round_trip(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet §3.2.4 (IOREDTBL, index 10h + 2n): bits 16:0 (mask,
     trigger, polarity, destination mode, delivery mode, vector) are read/write (bits 12 and 14,
@@ -247,6 +265,7 @@ def test_virtio_mmio_queue_num_max_zero_for_missing_queue(machine: Machine) -> N
 
 
 # ---------------------------------------------------------------------------- unassigned space, widths
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize("width", [1, 2, 4, 8])
 def test_unassigned_mmio_read(machine: Machine, width: int) -> None:
     """PC platform convention (no bus agent claims the cycle; PCI Local Bus 3.0 §3.3.3.1 master
@@ -259,6 +278,7 @@ def test_unassigned_mmio_read(machine: Machine, width: int) -> None:
         f"{width}-byte read of unassigned {UNASSIGNED_MMIO:#x}: expected all zeros or all ones, observed {value:#x}")
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_unassigned_mmio_write_is_ignored(machine: Machine) -> None:
     """PC platform convention (master abort): a write to unassigned space is dropped; the
     location reads as before and the machine runs on."""
@@ -270,6 +290,7 @@ def test_unassigned_mmio_write_is_ignored(machine: Machine) -> None:
     assert machine.agent.hello().name, "guest stopped answering after a write to unassigned MMIO"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize("width", [1, 2, 4])
 def test_unassigned_port_read(machine: Machine, width: int) -> None:
     """PC I/O space convention (ISA bus pulled up; PCI Local Bus 3.0 §3.3.3.1 master abort): a
@@ -280,6 +301,7 @@ def test_unassigned_port_read(machine: Machine, width: int) -> None:
     assert value == ones, f"{width}-byte read of unassigned port {UNASSIGNED_PORT:#x}: expected {ones:#x}, observed {value:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_ram_access_widths_compose_little_endian(machine: Machine) -> None:
     """Intel SDM vol. 1 §1.3.1 (Bit and Byte Order, little endian): an 8-byte write read back as
     1/2/4/8 bytes gives the low-order bytes first."""
@@ -290,6 +312,7 @@ def test_ram_access_widths_compose_little_endian(machine: Machine) -> None:
     assert observed == expected, f"reads of 1/2/4/8 bytes at {RAM_SCRATCH:#x}: expected {expected}, observed {observed}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_narrow_writes_touch_only_their_bytes(machine: Machine) -> None:
     """Intel SDM vol. 1 §4.1.1 (alignment of words, doublewords): a 1/2/4-byte write changes
     only the bytes it covers."""
@@ -302,6 +325,7 @@ def test_narrow_writes_touch_only_their_bytes(machine: Machine) -> None:
     assert observed == 0xDDEEFF11BBCCAA00, f"composed 1/2/4-byte writes: expected 0xddeeff11bbccaa00, observed {observed:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_access_to_unmapped_address_reports_a_fault(machine: Machine) -> None:
     """Intel SDM vol. 3A §4.7 (Page-Fault Exceptions): an access to a linear address with no
     present translation raises #PF; the agent reports FAULT and keeps answering."""

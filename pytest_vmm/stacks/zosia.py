@@ -58,9 +58,9 @@ def manifest(image: BuiltImage) -> dict[str, object]:
 
 # Debian's qemu-efi-aarch64 (EDK2 for -M virt); zosia.json names the same path.
 UEFI_FIRMWARE = Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd")
-# Firmware start-up under TCG adds tens of seconds before the kernel runs (measured in
-# docs/zosia.md); the boot timeout grows by this factor for a UEFI boot.
-UEFI_TIMEOUT_FACTOR = 4.0
+# The firmware runs before the kernel: ~1.5 s under TCG on an idle 2-core host (docs/zosia.md),
+# several times that on a loaded one; a UEFI boot's timeout grows by this factor.
+UEFI_TIMEOUT_FACTOR = 2.0
 AARCH64_HYPERVISORS = ("qemu-virt",)
 
 
