@@ -151,6 +151,10 @@ def lane_boot(request: pytest.FixtureRequest, lane_available: None,
             'echo "@@lane-part linux start=$(up)"\n'
             f"timeout {LINUX_TIMEOUT_S} python3 -u -m god run /lane/guest/vmlinuz"
             " --initrd /lane/guest/linux-initramfs.cpio.gz --mem 256 --cpus 1 --serial stdio"
+            # KVM's PIC/IOAPIC/PIT, as the god-svm hypervisor uses: with god's own (split)
+            # Linux's check_timer sees no IRQ0 through god's IOAPIC in the nested lane and its
+            # fallback hangs (docs/lane.md, "Known gaps"; measured 2026-12-03).
+            " --irqchip kernel"
             # the disk is announced only by god's ACPI DSDT (LNRO0005), not on the command line
             " --disk /lane/guest/disk.ext2,ro --virtio-cmdline off"
             f" --append '{append}' </dev/null\n"
