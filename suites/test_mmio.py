@@ -34,6 +34,9 @@ VIRTIO_CANDIDATES_BY_ARCH = {"x86_64": VIRTIO_CANDIDATES,
                              "aarch64": [0x0A000000 + 0x200 * i for i in range(32)]}
 VIRTIO_MAGIC = 0x74726976  # "virt"
 RAM_SCRATCH = 0x00400000  # free RAM above the probe's image (it ends below 2 MiB)
+# The arm64 probe's RAM starts at 0x40000000 (QEMU virt, god's arm64 machine); its image ends
+# below 0x40100000 and QEMU puts the device tree at RAM base + 32 MiB or higher.
+RAM_SCRATCH_BY_ARCH = {"x86_64": RAM_SCRATCH, "aarch64": 0x40400000}
 
 # Each check leaves the guest as it found it (writes are read back and restored), so checks of
 # one target share a guest, health-checked between them; the two that reset a virtio device's
@@ -197,6 +200,7 @@ def test_ioapic_redirection_entry_round_trip(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- virtio-mmio
+@pytest.mark.vmm_arch("x86_64")
 def test_virtio_mmio_magic_value(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2 (MMIO Device Register Layout): MagicValue at 0x000 reads 0x74726976
     ("virt")."""
@@ -205,6 +209,7 @@ def test_virtio_mmio_magic_value(machine: Machine) -> None:
     assert observed == VIRTIO_MAGIC, f"MagicValue at {base:#x}: expected {VIRTIO_MAGIC:#x}, observed {observed:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_virtio_mmio_version(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2: Version at 0x004 is 2 for the modern interface; §4.2.4 (Legacy
     interface) 1."""
@@ -214,6 +219,7 @@ def test_virtio_mmio_version(machine: Machine) -> None:
     assert version in (1, 2), f"Version at {base:#x}: expected 1 (legacy) or 2, observed {version}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_virtio_mmio_device_and_vendor_id(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2: DeviceID at 0x008 is a device type of §5 (0 = no device behind the
     transport), VendorID at 0x00c is stable."""
@@ -227,6 +233,7 @@ def test_virtio_mmio_device_and_vendor_id(machine: Machine) -> None:
     assert again == vendor, f"VendorID at {base:#x} not stable: {vendor:#x} then {again:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize(("offset", "name"), [(0x0, "MagicValue"), (0x4, "Version"), (0x8, "DeviceID"),
                                               (0xC, "VendorID")])
 def test_virtio_mmio_read_only_register_ignores_writes(machine: Machine, offset: int, name: str) -> None:
@@ -240,6 +247,7 @@ def test_virtio_mmio_read_only_register_ignores_writes(machine: Machine, offset:
     assert after == before, f"{name} at {base + offset:#x}: expected {before:#x} after a write, observed {after:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_shared(False)
 def test_virtio_mmio_status_resets_to_zero(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2 (Status, 0x070) and §2.1 (Device Status Field): writing 0 resets the
@@ -252,6 +260,7 @@ def test_virtio_mmio_status_resets_to_zero(machine: Machine) -> None:
     assert observed == 0, f"Status at {base + 0x70:#x} after writing 0: expected 0, observed {observed:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_shared(False)
 def test_virtio_mmio_queue_num_max_zero_for_missing_queue(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2 (QueueNumMax, 0x034): reads 0 when the queue selected by QueueSel is
@@ -301,11 +310,12 @@ def test_unassigned_port_read(machine: Machine, width: int) -> None:
     assert value == ones, f"{width}-byte read of unassigned port {UNASSIGNED_PORT:#x}: expected {ones:#x}, observed {value:#x}"
 
 
-@pytest.mark.vmm_arch("x86_64")
 def test_ram_access_widths_compose_little_endian(machine: Machine) -> None:
-    """Intel SDM vol. 1 §1.3.1 (Bit and Byte Order, little endian): an 8-byte write read back as
-    1/2/4/8 bytes gives the low-order bytes first."""
+    """Intel SDM vol. 1 §1.3.1 (Bit and Byte Order, little endian) and, on arm64, Arm ARM B2.6
+    (Endian support: data accesses are little-endian with SCTLR_EL1.EE=0): an 8-byte write
+    read back as 1/2/4/8 bytes gives the low-order bytes first."""
     agent = machine.agent
+    RAM_SCRATCH = RAM_SCRATCH_BY_ARCH[agent.hello().arch]  # noqa: N806 - the module constant, per architecture
     agent.mmio_write(RAM_SCRATCH, 8, 0x0807060504030201)
     observed = {w: agent.mmio_read(RAM_SCRATCH, w) for w in (1, 2, 4, 8)}
     expected = {1: 0x01, 2: 0x0201, 4: 0x04030201, 8: 0x0807060504030201}

@@ -110,3 +110,27 @@ def test_qemu_virt_is_registered_with_its_architecture() -> None:
     registry.load_entry_points()
     assert registry.hypervisors["qemu-virt"].arch == "aarch64"
     assert registry.hypervisors["qemu"].arch == "x86_64"
+
+
+def test_the_god_stack_builds_the_probe_for_the_hypervisors_architecture(tmp_path: Path) -> None:
+    from pytest_vmm.registry import Target
+    from pytest_vmm.stack import BuiltImage
+    from pytest_vmm.stacks import god
+
+    assert god.stack.recipe_for("x86_64") is god.stack.recipe
+    arm = god.stack.recipe_for("aarch64")
+    assert arm is not None and arm.name == "probe-aarch64" and arm.arch == "aarch64"
+    assert arm.command[1].endswith("guests/probe/aarch64/build.py")
+    target = Target(god.stack, QemuVirt("x86_64", "linux"), explicit_hypervisor=True)
+    assert target.arch == "aarch64" and target.recipe is arm and target.id == "god@qemu-virt"
+    assert target.capabilities >= {"agent", "mmio", "irq", "timer", "smp"}
+    assert not target.capabilities & {"portseq", "dma", "vsock", "blk"}
+    (tmp_path / "probe.img").write_bytes(b"x")
+    spec = god.boot(BuiltImage("probe-aarch64", tmp_path, arch="aarch64"), KVM_HOST, "qemu-virt")
+    assert spec.kernel == tmp_path / "probe.img" and spec.cpus == 2 and not spec.disks and spec.vsock is None
+
+
+def test_a_stack_without_arch_recipes_keeps_its_one_recipe() -> None:
+    from pytest_vmm.stacks import zigu
+
+    assert zigu.stack.recipe_for("aarch64") is zigu.stack.recipe
