@@ -200,7 +200,6 @@ def test_ioapic_redirection_entry_round_trip(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- virtio-mmio
-@pytest.mark.vmm_arch("x86_64")
 def test_virtio_mmio_magic_value(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2 (MMIO Device Register Layout): MagicValue at 0x000 reads 0x74726976
     ("virt")."""
@@ -209,7 +208,6 @@ def test_virtio_mmio_magic_value(machine: Machine) -> None:
     assert observed == VIRTIO_MAGIC, f"MagicValue at {base:#x}: expected {VIRTIO_MAGIC:#x}, observed {observed:#x}"
 
 
-@pytest.mark.vmm_arch("x86_64")
 def test_virtio_mmio_version(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2: Version at 0x004 is 2 for the modern interface; §4.2.4 (Legacy
     interface) 1."""
@@ -219,7 +217,6 @@ def test_virtio_mmio_version(machine: Machine) -> None:
     assert version in (1, 2), f"Version at {base:#x}: expected 1 (legacy) or 2, observed {version}"
 
 
-@pytest.mark.vmm_arch("x86_64")
 def test_virtio_mmio_device_and_vendor_id(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2: DeviceID at 0x008 is a device type of §5 (0 = no device behind the
     transport), VendorID at 0x00c is stable."""
@@ -233,7 +230,6 @@ def test_virtio_mmio_device_and_vendor_id(machine: Machine) -> None:
     assert again == vendor, f"VendorID at {base:#x} not stable: {vendor:#x} then {again:#x}"
 
 
-@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize(("offset", "name"), [(0x0, "MagicValue"), (0x4, "Version"), (0x8, "DeviceID"),
                                               (0xC, "VendorID")])
 def test_virtio_mmio_read_only_register_ignores_writes(machine: Machine, offset: int, name: str) -> None:
@@ -247,7 +243,6 @@ def test_virtio_mmio_read_only_register_ignores_writes(machine: Machine, offset:
     assert after == before, f"{name} at {base + offset:#x}: expected {before:#x} after a write, observed {after:#x}"
 
 
-@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_shared(False)
 def test_virtio_mmio_status_resets_to_zero(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2 (Status, 0x070) and §2.1 (Device Status Field): writing 0 resets the
@@ -260,7 +255,6 @@ def test_virtio_mmio_status_resets_to_zero(machine: Machine) -> None:
     assert observed == 0, f"Status at {base + 0x70:#x} after writing 0: expected 0, observed {observed:#x}"
 
 
-@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_shared(False)
 def test_virtio_mmio_queue_num_max_zero_for_missing_queue(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2 (QueueNumMax, 0x034): reads 0 when the queue selected by QueueSel is
