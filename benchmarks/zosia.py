@@ -145,7 +145,7 @@ def main() -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"zosia, {a.boots} boots per kind, host {result['host']}, load {load:.1f}; seed budget: prompt < 5 s of kernel time")
-    for t, r in result["targets"].items():  # type: ignore[union-attr]
+    for t, r in result["targets"].items():
         for k in r["boot_to_prompt_kernel_s"]:
             kt, wt = r["boot_to_prompt_kernel_s"][k], r["boot_to_prompt_wall_s"][k]
             print(f"{t:<16} {r['arch']:<8} {k:<6} prompt at kernel t= {kt['median']:.2f} s ({kt['min']:.2f}..{kt['max']:.2f}); "

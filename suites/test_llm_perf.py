@@ -167,8 +167,8 @@ class PerfResult:
         return self.tok_s / self.qemu_user_tok_s if self.qemu_user_tok_s else None
 
     def describe(self) -> str:
-        parts = [f"in-VM {self.tok_s:.1f} tok/s ({self.arch}, {self.isa} build, {self.threads} threads, "
-                 f"accel {self.accel})"]
+        parts = [(f"in-VM {self.tok_s:.1f} tok/s ({self.arch}, {self.isa} build, {self.threads} threads, "
+                  f"accel {self.accel})")]
         if self.native_tok_s is not None:
             parts.append(f"native {self.native_tok_s:.1f} tok/s (ratio {self.ratio:.4f})")
         if self.qemu_user_tok_s is not None:

@@ -6,7 +6,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from pytest_vmm.agent.protocol import READY_REGEX
+from pytest_vmm.errors import LaunchError
 from pytest_vmm.host import HostInfo
 from pytest_vmm.stack import BuiltImage
 from pytest_vmm.stacks import zosia
@@ -96,9 +99,6 @@ def test_uefi_variant_from_the_option(tmp_path: Path) -> None:
 
 
 def test_uefi_without_firmware_is_a_clear_error(tmp_path: Path) -> None:
-    import pytest
-    from pytest_vmm.errors import LaunchError
-
     spec = zosia.boot(fake_aarch64_image(tmp_path), host("pvm"), "qemu-virt")
     with pytest.raises(LaunchError, match="qemu-efi-aarch64"):
         zosia.set_uefi(spec, tmp_path / "missing.fd")
