@@ -62,9 +62,10 @@ def test_agent_survives_console_garbage(machine: Machine) -> None:
 def test_exit_status_reaches_the_host(machine: Machine, status: int) -> None:
     """QEMU isa-debug-exit device (hw/misc/debugexit.c), which god's exit port follows: a write
     of v to port 0xf4 ends the machine with exit status (v << 1) | 1. On arm64 the probe asks
-    for the same status through Arm semihosting SYS_EXIT (Arm semihosting spec 2.0, 6.5,
-    ADP_Stopped_ApplicationExit; QEMU TCG) or PSCI SYSTEM_OFF carrying v in x1 (god). An exit
-    that does not stop the machine is a failure (ExitIgnored), never a skip."""
+    for the same status through Arm semihosting SYS_EXIT (0x18, reason
+    ADP_Stopped_ApplicationExit: Arm's "Semihosting for AArch32 and AArch64"; QEMU TCG) or PSCI
+    SYSTEM_OFF carrying (v << 1) | 1 in x1 (god). An exit that does not stop the machine is a
+    failure (ExitIgnored), never a skip."""
     machine.agent.exit(status)
     observed = machine.wait_exit(10.0)
     expected = (status << 1) | 1  # isa-debug-exit semantics, same on god and QEMU

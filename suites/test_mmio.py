@@ -309,23 +309,24 @@ def test_ram_access_widths_compose_little_endian(machine: Machine) -> None:
     (Endian support: data accesses are little-endian with SCTLR_EL1.EE=0): an 8-byte write
     read back as 1/2/4/8 bytes gives the low-order bytes first."""
     agent = machine.agent
-    RAM_SCRATCH = RAM_SCRATCH_BY_ARCH[agent.hello().arch]  # noqa: N806 - the module constant, per architecture
-    agent.mmio_write(RAM_SCRATCH, 8, 0x0807060504030201)
-    observed = {w: agent.mmio_read(RAM_SCRATCH, w) for w in (1, 2, 4, 8)}
+    scratch = RAM_SCRATCH_BY_ARCH[agent.hello().arch]
+    agent.mmio_write(scratch, 8, 0x0807060504030201)
+    observed = {w: agent.mmio_read(scratch, w) for w in (1, 2, 4, 8)}
     expected = {1: 0x01, 2: 0x0201, 4: 0x04030201, 8: 0x0807060504030201}
-    assert observed == expected, f"reads of 1/2/4/8 bytes at {RAM_SCRATCH:#x}: expected {expected}, observed {observed}"
+    assert observed == expected, f"reads of 1/2/4/8 bytes at {scratch:#x}: expected {expected}, observed {observed}"
 
 
-@pytest.mark.vmm_arch("x86_64")
 def test_narrow_writes_touch_only_their_bytes(machine: Machine) -> None:
-    """Intel SDM vol. 1 §4.1.1 (alignment of words, doublewords): a 1/2/4-byte write changes
-    only the bytes it covers."""
+    """Intel SDM vol. 1 §4.1.1 (alignment of words, doublewords) and, on arm64, Arm ARM B2.2
+    (single-copy atomicity of aligned accesses, each of its own size): a 1/2/4-byte write
+    changes only the bytes it covers."""
     agent = machine.agent
-    agent.mmio_write(RAM_SCRATCH, 8, 0)
-    agent.mmio_write(RAM_SCRATCH + 1, 1, 0xAA)
-    agent.mmio_write(RAM_SCRATCH + 2, 2, 0xBBCC)
-    agent.mmio_write(RAM_SCRATCH + 4, 4, 0xDDEEFF11)
-    observed = agent.mmio_read(RAM_SCRATCH, 8)
+    scratch = RAM_SCRATCH_BY_ARCH[agent.hello().arch]
+    agent.mmio_write(scratch, 8, 0)
+    agent.mmio_write(scratch + 1, 1, 0xAA)
+    agent.mmio_write(scratch + 2, 2, 0xBBCC)
+    agent.mmio_write(scratch + 4, 4, 0xDDEEFF11)
+    observed = agent.mmio_read(scratch, 8)
     assert observed == 0xDDEEFF11BBCCAA00, f"composed 1/2/4-byte writes: expected 0xddeeff11bbccaa00, observed {observed:#x}"
 
 
@@ -336,4 +337,16 @@ def test_access_to_unmapped_address_reports_a_fault(machine: Machine) -> None:
     with pytest.raises(AgentError) as info:
         machine.agent.mmio_read(1 << 44, 4)
     assert info.value.code == ErrorCode.FAULT, f"read of 2^44: expected FAULT, observed {info.value}"
+    assert machine.agent.hello().name, "guest stopped answering after a faulting access"
+
+
+@pytest.mark.vmm_arch("aarch64")
+def test_access_beyond_the_physical_address_size_faults(machine: Machine) -> None:
+    """Arm ARM (DDI 0487) chapter D8, behavior with stage 1 translation disabled (SCTLR_EL1.M = 0): the
+    output address is the input address, and one above the implemented physical address size
+    (at most 52 bits) raises an Address size fault, a synchronous Data Abort; the agent reports
+    FAULT and keeps answering."""
+    with pytest.raises(AgentError) as info:
+        machine.agent.mmio_read(1 << 56, 4)
+    assert info.value.code == ErrorCode.FAULT, f"read of 2^56: expected FAULT, observed {info.value}"
     assert machine.agent.hello().name, "guest stopped answering after a faulting access"

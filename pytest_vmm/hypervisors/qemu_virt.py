@@ -40,7 +40,7 @@ class QemuVirt(Qemu):
     name = "qemu-virt"
     description = ("QEMU aarch64 -M virt (GICv3, PL011, virtio-mmio), accel kvm on arm64 Linux, "
                    "hvf on macOS arm64, tcg elsewhere; QMP control")
-    accels: tuple[Accel, ...] = ("tcg", "kvm", "hvf")
+    accels: tuple[Accel, ...] = ("tcg", "kvm", "hvf")  # type: ignore[assignment]  # Qemu: kvm, tcg
     arch = "aarch64"
     # QEMU's own virtio-blk; no vsock (the arm64 probe has no vsock driver yet).
     provides = frozenset({"blk"})

@@ -25,9 +25,10 @@ void *memset(void *d, int c, unsigned long n) {
     return d;
 }
 
-/* Exit with a status the host sees: Arm semihosting SYS_EXIT (ADP_Stopped_ApplicationExit,
- * status (s << 1) | 1, the x86 exit port's convention) where the hypervisor implements it
- * (QEMU TCG), else PSCI SYSTEM_OFF with the status in x1 for a VMM that reads it (god). */
+/* Exit with a status the host sees, (s << 1) | 1 as through the x86 exit port: Arm semihosting
+ * SYS_EXIT (ADP_Stopped_ApplicationExit) where the hypervisor implements it (QEMU TCG), else
+ * PSCI SYSTEM_OFF with that odd status in x1 for a VMM that reads it (god; SMCCC callers such
+ * as Linux pass x1 = 0, a plain power-off). */
 void system_exit(u64 status) {
     static u64 block[2];
     irq_off();
@@ -36,7 +37,7 @@ void system_exit(u64 status) {
     semihost_trying = 1;
     semihost_exit(block);
     semihost_trying = 0;
-    psci_call(PSCI_SYSTEM_OFF, status, 0, 0);
+    psci_call(PSCI_SYSTEM_OFF, block[1], 0, 0);
 }
 
 void panic_exit(const char *why, u64 a, u64 b) {
