@@ -109,3 +109,8 @@ def test_aarch64_recipe_is_its_own_cache_entry() -> None:
     assert recipe.name == "zosia-aarch64" and recipe.name != zosia.stack.recipe.name
     assert recipe.command[-2:] == ("--arch", "aarch64") and recipe.sources == zosia.RECIPE.sources
     assert "qemu-virt" in zosia.stack.hypervisors
+
+
+def test_run_sh_output_folders_are_not_sources() -> None:
+    for recipe in (zosia.stack.recipe, zosia.aarch64_recipe(zosia.RECIPE)):
+        assert {"out", "out-aarch64"} <= set(recipe.exclude)
