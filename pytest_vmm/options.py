@@ -29,6 +29,9 @@ def addoption(parser: pytest.Parser) -> None:
                     help="rebuild the selected stacks' guest images even if cached")
     group.addoption("--vmm-min-tok-s", dest="vmm_min_tok_s", type=float, metavar="N", default=None,
                     help=f"LLM tokens/s floor for the tok/s suite (ini: vmm_min_tok_s; default {DEFAULT_MIN_TOK_S:g})")
+    group.addoption("--vmm-zosia-uefi", dest="vmm_zosia_uefi", action="store_true", default=None,
+                    help="boot zosia's aarch64 image (zosia@qemu-virt) through UEFI firmware "
+                         "(qemu-efi-aarch64) instead of direct kernel boot (ini: vmm_zosia_uefi)")
     group.addoption("--vmm-config", dest="vmm_config", metavar="PATH", default=None,
                     help="vmm.toml declaring command-template hypervisors and stacks (ini: vmm_config; "
                          "default: vmm.toml in the rootdir, if there is one)")
@@ -61,6 +64,7 @@ def addoption(parser: pytest.Parser) -> None:
     parser.addini("vmm_cache", "default --vmm-cache", default="")
     parser.addini("vmm_keep_logs", "keep logs of passing tests", type="bool", default=False)
     parser.addini("vmm_min_tok_s", "default --vmm-min-tok-s", default=str(DEFAULT_MIN_TOK_S))
+    parser.addini("vmm_zosia_uefi", "default --vmm-zosia-uefi", type="bool", default=False)
     parser.addini("vmm_matrix", "default --vmm-matrix", default="")
     parser.addini("vmm_baseline", "default --vmm-baseline", default="")
     parser.addini("vmm_config", "default --vmm-config (relative to the rootdir)", default="")

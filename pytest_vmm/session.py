@@ -111,6 +111,10 @@ class VmmSession:
             raise TargetUnavailable(f"{target.id} cannot boot here: {avail.problem}")
         image = self.image(target)
         spec = target.stack.boot(image, self.host, target.hypervisor.name)
+        from_options = target.stack.option_variant(lambda name: options.get(self.config, name),
+                                                   target.hypervisor.name)
+        if from_options is not None:
+            spec = from_options(spec)
         for recipe in target.hypervisor.recipes(self.host):
             spec.hypervisor_images[recipe.name] = self.built(recipe)
         for variant in variants:

@@ -178,6 +178,11 @@ class Stack:
     # Problem that stops this stack on a hypervisor here, "" when none.
     problem: Callable[[HostInfo, str], str] = lambda host, hv: ""
     channels: dict[str, ChannelFactory] = field(default_factory=dict)
+    # The stack's own options (its ini keys in the vmm group, e.g. zosia's vmm_zosia_uefi):
+    # given an option lookup (command line, else ini) and the hypervisor's name, the boot
+    # variant they ask for, applied to every machine's BootSpec before a test's own; or None.
+    option_variant: Callable[[Callable[[str], object], str], BootTransform | None] = \
+        lambda get, hypervisor: None
     # Devices the hypervisor must provide (Hypervisor.provides), e.g. {"vsock"}.
     needs_from_hypervisor: frozenset[str] = frozenset()
     # Liveness probe for shared machines (default: the hypervisor process is alive).

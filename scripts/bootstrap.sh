@@ -13,6 +13,8 @@ PACKAGES=(
   acpica-tools
   # arm64: QEMU virt (probe reference, ARM64 lane, zosia aarch64), cross compiler, UEFI, dtc
   qemu-system-arm gcc-aarch64-linux-gnu qemu-efi-aarch64 device-tree-compiler qemu-user-static
+  # zosia aarch64: llama.cpp is C++ (cross-compiled static)
+  g++-aarch64-linux-gnu
 )
 
 missing=()
@@ -24,6 +26,7 @@ declare -A provides=([python3]=python3 [gcc]=gcc [g++]=g++
                      [make]=make [cmake]=cmake [binutils]=ld [qemu-system-x86]=qemu-system-x86_64
                      [busybox-static]=busybox [e2fsprogs]=mke2fs [acpica-tools]=iasl [cpio]=cpio [xz-utils]=xz [zstd]=zstd
                      [qemu-system-arm]=qemu-system-aarch64 [gcc-aarch64-linux-gnu]=aarch64-linux-gnu-gcc
+                     [g++-aarch64-linux-gnu]=aarch64-linux-gnu-g++
                      [device-tree-compiler]=dtc [qemu-user-static]=qemu-aarch64-static
                     )
 still_missing=()

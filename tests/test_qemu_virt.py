@@ -35,7 +35,7 @@ def test_argv_boots_the_kernel_on_virt_with_gicv3_and_virtio_mmio_disks(tmp_path
     argv = plan.argv
     assert argv[0] == "qemu-system-aarch64"
     assert value(argv, "-M") == "virt,gic-version=3"
-    assert value(argv, "-accel") == "tcg" and value(argv, "-cpu") == "max"
+    assert value(argv, "-accel") == "tcg" and value(argv, "-cpu").split(",")[0] == "max"
     assert value(argv, "-m") == "96" and value(argv, "-smp") == "2"
     assert value(argv, "-kernel") == str(s.kernel) and value(argv, "-initrd") == str(s.initrd)
     assert value(argv, "-append") == "console=ttyAMA0"

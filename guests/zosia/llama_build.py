@@ -1,11 +1,14 @@
-"""Build llama.cpp's CLI tools as static x86-64 binaries, once, from a pinned sdist.
+"""Build llama.cpp's CLI tools as static binaries (x86-64, aarch64), once, from a pinned sdist.
 
 llama.cpp is vendored inside the ``llama-cpp-python`` sdist on PyPI, the one registry for
 source we can reach here, so the sdist (pinned by version and sha256 in versions.json) is our
 source tarball. The binaries must run inside a Linux guest whose userspace is only BusyBox,
 hence ``-static``; and under QEMU TCG, whose ``-cpu max`` has AVX2/FMA/F16C but no AVX-512,
-hence a fixed (non-native) instruction set. A build takes 4-8 minutes on 2 shared cores, so
-the result is cached under ``~/.cache/pytest-vmm/llama-<hash of version+flags>``.
+hence a fixed (non-native) instruction set. The aarch64 variant is cross-compiled with
+Debian's aarch64-linux-gnu-gcc/g++ (its cmake flags carry the toolchain settings) for the
+ARMv8.0-A baseline: NEON only, which QEMU TCG's ``-cpu max`` and Apple Silicon both run. A
+build takes 4-8 minutes on 2 shared cores, so the result is cached under
+``~/.cache/pytest-vmm/llama-<hash of version+flags>``.
 """
 
 from __future__ import annotations
@@ -59,15 +62,20 @@ def load_versions() -> dict:
     return json.loads((HERE / "versions.json").read_text())
 
 
-def variants(versions: dict | None = None) -> list[str]:
-    return sorted((versions or load_versions())["llama_variants"])
+def variants(versions: dict | None = None, arch: str = "x86_64") -> list[str]:
+    """The variants an image of ``arch`` ships (versions.json: each variant's "arch")."""
+    v = (versions or load_versions())["llama_variants"]
+    return sorted(name for name, var in v.items() if var.get("arch", "x86_64") == arch)
 
 
 def llama_key(variant: str = "avx2", versions: dict | None = None) -> str:
     v = versions or load_versions()
     var = v["llama_variants"][variant]
-    return short_hash(RECIPE, _FLUSH_PATCH, v["llama_cpp_python"], var["targets"],
-                      var["cmake_flags"])
+    parts: list[object] = [RECIPE, _FLUSH_PATCH, v["llama_cpp_python"], var["targets"],
+                           var["cmake_flags"]]
+    if "strip" in var:  # only cross variants name one: the x86 keys stay what they were
+        parts.append(var["strip"])
+    return short_hash(*parts)
 
 
 def fetch_sdist(versions: dict | None = None) -> Path:
@@ -140,11 +148,12 @@ def build_llama(variant: str = "avx2", jobs: int | None = None) -> Path:
         for t in var["targets"]:
             dst = out / (t + var["suffix"])
             shutil.copy2(bld / "bin" / t, dst)
-            subprocess.run(["strip", "--strip-all", str(dst)], check=True)
+            subprocess.run([var.get("strip", "strip"), "--strip-all", str(dst)], check=True)
         shutil.rmtree(work)
         info = {
             "llama_cpp_python": versions["llama_cpp_python"],
             "variant": variant,
+            "arch": var.get("arch", "x86_64"),
             "cmake_flags": var["cmake_flags"],
             "targets": var["targets"],
             "build_seconds": round(time.monotonic() - t0, 1),
@@ -156,5 +165,5 @@ def build_llama(variant: str = "avx2", jobs: int | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or variants():
+    for name in sys.argv[1:] or variants():  # e.g. `llama_build.py neon` for aarch64
         print(name, build_llama(name))

@@ -10,19 +10,31 @@ machine is ready at the agent's ``@@ready`` banner. The llm suite boots the othe
 (prompt, perf, selftest, diag, ci) itself: ``mode(flags, ready)`` is the BootSpec transform
 that turns the agent boot into one of them, applied by the machine factory before the machine
 is built (see suites/test_llm_perf.py and docs/zosia.md).
+
+Architectures. ``zosia`` is the x86_64 image on QEMU microvm; ``zosia@qemu-virt`` is the
+aarch64 image the seeds describe, on QEMU ``virt`` (TCG here, hvf on macOS, kvm on arm64
+Linux), built by the same guests/zosia/build.py with ``--arch aarch64`` (its own cache entry,
+recipe ``zosia-aarch64``). Its default boot loads the kernel directly; ``--vmm-zosia-uefi``
+(ini ``vmm_zosia_uefi``) boots it through the UEFI firmware instead (``uefi()``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from pytest_vmm.host import HostInfo
-from pytest_vmm.stack import BootSpec, BootTransform, BuiltImage, Disk, Stack
+from pytest_vmm.stack import BootSpec, BootTransform, BuiltImage, Disk, ImageRecipe, Stack
 from pytest_vmm.stacks._common import (
     COMMON_FAIL_PATTERNS,
     GUESTS,
     agent_channel,
     agent_ready_pattern,
+    guest_dir,
     guest_recipe,
     needs_python_module,
     needs_tool,
@@ -44,8 +56,22 @@ def manifest(image: BuiltImage) -> dict[str, object]:
     return json.loads(image.file(MANIFEST).read_text())
 
 
+# Debian's qemu-efi-aarch64 (EDK2 for -M virt); zosia.json names the same path.
+UEFI_FIRMWARE = Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd")
+# The firmware runs before the kernel: ~1.5 s under TCG on an idle 2-core host (docs/zosia.md),
+# several times that on a loaded one; a UEFI boot's timeout grows by this factor.
+UEFI_TIMEOUT_FACTOR = 2.0
+AARCH64_HYPERVISORS = ("qemu-virt",)
+
+
+def _host_is_arm64() -> bool:
+    return platform.machine().lower() in ("aarch64", "arm64")
+
+
 def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
     info = manifest(image)
+    if info.get("arch") == "aarch64":
+        return boot_aarch64(image, info, host)
     qemu = info.get("qemu", {})
     assert isinstance(qemu, dict)
     machine = str(qemu.get("machine", "microvm"))
@@ -73,6 +99,51 @@ def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
     )
 
 
+def boot_aarch64(image: BuiltImage, info: dict[str, object], host: HostInfo) -> BootSpec:
+    """The aarch64 image on QEMU virt: direct boot of the arm64 Image (booting.rst)."""
+    qemu = info.get("qemu", {})
+    assert isinstance(qemu, dict)
+    # A virtualized arm64 vCPU (kvm on arm64 Linux, hvf on macOS) gets the cores; TCG one.
+    cpus = int(str(info.get("cpus_kvm" if _host_is_arm64() else "cpus_tcg", 1)))
+    disk = info.get("disk")
+    return BootSpec(
+        kernel=image.file(str(info["kernel"])),
+        kernel_format="auto",
+        initrd=image.file(str(info["initrd"])),
+        cmdline=f"{info['append']} {AGENT_ARGS}",
+        mem_mib=int(str(info.get("memory_mib", 512))),
+        cpus=cpus,
+        disks=[Disk(image.file(str(disk)), read_only=bool(info.get("disk_readonly", True)))] if disk else [],
+        ready=agent_ready_pattern(),
+        fail_patterns=list(FAIL_PATTERNS),
+        boot_timeout_s=30.0,
+        qemu_machine=str(qemu.get("machine", "virt,gic-version=3")),
+    )
+
+
+def set_uefi(spec: BootSpec, firmware: Path = UEFI_FIRMWARE) -> BootSpec:
+    """Boot through UEFI: the firmware starts first and boots the kernel's EFI stub (QEMU
+    hands it -kernel/-initrd/-append through fw_cfg)."""
+    if not firmware.exists():
+        from pytest_vmm.errors import LaunchError
+        raise LaunchError(f"zosia: UEFI firmware {firmware} not found (apt-get install qemu-efi-aarch64)")
+    spec.firmware = firmware
+    spec.boot_timeout_s *= UEFI_TIMEOUT_FACTOR
+    return spec
+
+
+def uefi(firmware: Path = UEFI_FIRMWARE) -> BootTransform:
+    """The UEFI boot variant, for ``machine_factory.boot`` (aarch64 image only)."""
+    return lambda spec: set_uefi(spec, firmware)
+
+
+def option_variant(get: Callable[[str], object], hypervisor: str) -> BootTransform | None:
+    """``--vmm-zosia-uefi`` (ini vmm_zosia_uefi): every aarch64 machine boots through UEFI."""
+    if hypervisor in AARCH64_HYPERVISORS and get("vmm_zosia_uefi"):
+        return uefi()
+    return None
+
+
 def set_mode(spec: BootSpec, flags: str = "", ready: bytes = READY, disks: list[Disk] | None = None) -> BootSpec:
     """Switch an unstarted machine's spec from the agent mode to another boot mode.
 
@@ -95,6 +166,8 @@ def mode(flags: str = "", ready: bytes = READY, disks: list[Disk] | None = None)
 
 
 def preferred_accel(host: HostInfo, hypervisor: str) -> str | None:
+    if hypervisor in AARCH64_HYPERVISORS:
+        return None  # qemu-virt picks hvf/kvm where the host runs arm64 guests, else tcg
     # PVM cannot run Linux in useful time (PLATFORM.md): Linux uses TCG unless KVM is hardware.
     return None if host.hardware_kvm else "tcg"
 
@@ -105,16 +178,33 @@ def problem(host: HostInfo, hypervisor: str) -> str:
     return ""
 
 
+def aarch64_recipe(x86: ImageRecipe) -> ImageRecipe:
+    """The same sources and builder, ``--arch aarch64``: its own name, so its own cache entry."""
+    return dataclasses.replace(
+        x86, name="zosia-aarch64",
+        command=(sys.executable, str(guest_dir("zosia") / "build.py"), "--out", "{out}",
+                 "--arch", "aarch64"),
+        requires=(*x86.requires,
+                  needs_tool("aarch64-linux-gnu-g++", "g++-aarch64-linux-gnu"),
+                  needs_tool("qemu-aarch64-static", "qemu-user-static")),
+        arch="aarch64")
+
+
+RECIPE = guest_recipe("zosia", needs_tool("mke2fs", "e2fsprogs"), needs_tool("cmake", "cmake"),
+                      needs_python_module("gguf", "gguf"),
+                      # The shared kernel unpacker: a change there rebuilds the image.
+                      extra_inputs=(GUESTS / "linux",))
+# run.sh --arch aarch64 builds into guests/zosia/out-aarch64 (as plain run.sh into out/, which
+# the default excludes): not a source of either image.
+RECIPE = dataclasses.replace(RECIPE, exclude=(*RECIPE.exclude, "out-aarch64"))
+
 stack = Stack(
     name="zosia",
     description="minimal Linux + BusyBox + llama.cpp booting into a prompt (seeds 003/004)",
-    recipe=guest_recipe("zosia", needs_tool("mke2fs", "e2fsprogs"), needs_tool("cmake", "cmake"),
-                        needs_python_module("gguf", "gguf"),
-                        # The shared kernel unpacker: a change there rebuilds the image.
-                        extra_inputs=(GUESTS / "linux",)),
+    recipe=RECIPE,
     boot=boot,
     default_hypervisor="qemu",
-    hypervisors=("qemu", "god"),
+    hypervisors=("qemu", "god", *AARCH64_HYPERVISORS),
     # agent + mmio: the shell agent (hello/ping/exit, 1-byte port I/O via /dev/port, MMIO of
     # 1/2/4/8 bytes via devmem, IRQ counts from /proc/interrupts); what a shell cannot do
     # (2/4-byte ports, RAM under STRICT_DEVMEM, the UART registers Linux's 8250 driver owns)
@@ -124,4 +214,6 @@ stack = Stack(
     channels={"agent": agent_channel},
     preferred_accel=preferred_accel,
     problem=problem,
+    option_variant=option_variant,
+    arch_recipes={"aarch64": aarch64_recipe(RECIPE)},
 )

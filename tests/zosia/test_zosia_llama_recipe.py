@@ -68,3 +68,17 @@ def test_produce_builds_once_with_suffix(tmp_path: Path,
     n = len(calls)
     assert llama_build.build_llama("sse42") == d  # cached: nothing runs again
     assert len(calls) == n
+
+
+def test_aarch64_variant_is_a_static_neon_cross_build() -> None:
+    v = llama_build.load_versions()
+    assert llama_build.variants(v, arch="aarch64") == ["neon"]
+    neon = v["llama_variants"]["neon"]
+    flags = neon["cmake_flags"]
+    # The ARMv8.0-A baseline: NEON is mandatory there, SVE/dotprod are not (TCG -cpu max and
+    # Apple Silicon both run it); one binary only (the cold build is CI's long pole).
+    assert "-DGGML_CPU_ARM_ARCH=armv8-a" in flags and "-DGGML_NATIVE=OFF" in flags
+    assert "-DCMAKE_SYSTEM_PROCESSOR=aarch64" in flags and "-DCMAKE_EXE_LINKER_FLAGS=-static" in flags
+    assert "-DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++" in flags
+    assert neon["targets"] == ["llama-completion"] and neon["strip"] == "aarch64-linux-gnu-strip"
+    assert len({llama_build.llama_key(n) for n in ("avx2", "sse42", "neon")}) == 3

@@ -6,7 +6,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from pytest_vmm.agent.protocol import READY_REGEX
+from pytest_vmm.errors import LaunchError
 from pytest_vmm.host import HostInfo
 from pytest_vmm.stack import BuiltImage
 from pytest_vmm.stacks import zosia
@@ -58,3 +61,56 @@ def test_accel_and_recipe() -> None:
     assert GUESTS / "linux" in zosia.stack.recipe.extra_inputs
     assert {"agent", "llm", "mmio"} <= zosia.stack.capabilities
     assert not {"irq", "timer"} & zosia.stack.capabilities
+
+
+def fake_aarch64_image(tmp_path: Path) -> BuiltImage:
+    for rel in ("linux/Image", "initramfs.cpio", "model.ext2"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "zosia.json").write_text(json.dumps({
+        "arch": "aarch64", "kernel": "linux/Image", "initrd": "initramfs.cpio", "disk": "model.ext2",
+        "disk_readonly": True, "append": "console=ttyAMA0 panic=-1", "memory_mib": 512,
+        "cpus_tcg": 1, "cpus_kvm": 2, "qemu": {"machine": "virt,gic-version=3"},
+    }))
+    return BuiltImage.load("zosia-aarch64", tmp_path)
+
+
+def test_aarch64_boot_spec_is_virt_without_x86_knobs(tmp_path: Path) -> None:
+    spec = zosia.boot(fake_aarch64_image(tmp_path), host("pvm"), "qemu-virt")
+    assert spec.kernel == tmp_path / "linux/Image" and spec.qemu_machine == "virt,gic-version=3"
+    words = spec.cmdline.split()
+    assert words[:2] == ["console=ttyAMA0", "panic=-1"] and "zosia.agent=1" in words
+    assert not [w for w in words if w.startswith(("tsc", "pci="))]  # x86-only
+    assert spec.firmware is None  # direct kernel boot by default
+    assert zosia.preferred_accel(host("pvm"), "qemu-virt") is None  # qemu-virt decides
+
+
+def test_uefi_variant_from_the_option(tmp_path: Path) -> None:
+    spec = zosia.boot(fake_aarch64_image(tmp_path), host("pvm"), "qemu-virt")
+    base_timeout = spec.boot_timeout_s
+    assert zosia.option_variant(lambda name: False, "qemu-virt") is None
+    assert zosia.option_variant(lambda name: name == "vmm_zosia_uefi", "qemu") is None  # x86: no UEFI
+    variant = zosia.option_variant(lambda name: name == "vmm_zosia_uefi", "qemu-virt")
+    assert variant is not None
+    firmware = tmp_path / "QEMU_EFI.fd"
+    firmware.write_bytes(b"fd")
+    spec = zosia.set_uefi(spec, firmware)
+    assert spec.firmware == firmware and spec.boot_timeout_s > base_timeout
+
+
+def test_uefi_without_firmware_is_a_clear_error(tmp_path: Path) -> None:
+    spec = zosia.boot(fake_aarch64_image(tmp_path), host("pvm"), "qemu-virt")
+    with pytest.raises(LaunchError, match="qemu-efi-aarch64"):
+        zosia.set_uefi(spec, tmp_path / "missing.fd")
+
+
+def test_aarch64_recipe_is_its_own_cache_entry() -> None:
+    recipe = zosia.aarch64_recipe(zosia.RECIPE)
+    assert recipe.name == "zosia-aarch64" and recipe.name != zosia.stack.recipe.name
+    assert recipe.command[-2:] == ("--arch", "aarch64") and recipe.sources == zosia.RECIPE.sources
+    assert "qemu-virt" in zosia.stack.hypervisors
+
+
+def test_run_sh_output_folders_are_not_sources() -> None:
+    for recipe in (zosia.stack.recipe, zosia.aarch64_recipe(zosia.RECIPE)):
+        assert {"out", "out-aarch64"} <= set(recipe.exclude)

@@ -78,7 +78,10 @@ if [ "$tsc_khz" = 0 ]; then
   mhz=$(awk -F': *' '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
   tsc_khz=${mhz:-0}
 fi
-CAPS=port,mmio,exit
+ARCH=$(uname -m)
+# aarch64 (QEMU virt) has no port I/O space and no isa-debug-exit: MMIO only, and an exit
+# that can only be a power-off (PSCI SYSTEM_OFF ends QEMU with status 0).
+if [ "$ARCH" = aarch64 ]; then CAPS=mmio,exit; else CAPS=port,mmio,exit; fi
 
 # port <- read 1 byte at port $1 (VAL)
 port_in() {
@@ -100,6 +103,39 @@ linux_owns() {
   return 1
 }
 
+# aarch64: a write into the MMIO range of a device Linux's console driver owns (the PL011 in
+# /proc/iomem) would fight the driver: refused with err 8, like the 8250's IER/LCR/MCR on x86.
+linux_owns_mmio() {
+  [ "$ARCH" = aarch64 ] || return 1
+  at=$1
+  # "09000000-09000fff : 9000000.pl011 9000000.pl011" (indented when nested)
+  while read -r range _ name _; do
+    case "$name" in *pl011*) ;; *) continue ;; esac
+    lo=$((0x${range%-*})); hi=$((0x${range#*-}))
+    if [ "$at" -ge "$lo" ] && [ "$at" -le "$hi" ]; then
+      fail 8 "Linux's PL011 driver owns the console UART ($(printf '0x%x' "$lo")-$(printf '0x%x' "$hi"))"
+      return 0
+    fi
+  done < /proc/iomem
+  return 1
+}
+
+# PSCI (arm64): a shell cannot make SMC/HVC calls; what it can answer comes from Linux, which
+# made them: PSCI_VERSION (Linux logs "psci: PSCIvX.Y detected in firmware") and SYSTEM_OFF
+# (poweroff -f is Linux's PSCI SYSTEM_OFF; it does not return).
+psci_call() {
+  case "$1" in
+    2214592512)  # 0x84000000 PSCI_VERSION
+      v=$(dmesg | sed -n 's/.*psci: PSCIv\([0-9]*\)\.\([0-9]*\) detected.*/\1 \2/p' | head -n 1)
+      [ -n "$v" ] || { fail 8 "Linux did not log its PSCI version"; return; }
+      set -- $v
+      ok "ret=$(printf '0x%x' $(( ($1 << 16) | $2 ))) src=dmesg" ;;
+    2214592520)  # 0x84000008 SYSTEM_OFF
+      sync; poweroff -f; sleep 1; fail 8 "poweroff did not stop the machine" ;;
+    *) fail 8 "a shell cannot make PSCI calls (SMC/HVC from EL1); only PSCI_VERSION and SYSTEM_OFF, through Linux" ;;
+  esac
+}
+
 # devmem failed: the kernel refusing /dev/mem (RAM under STRICT_DEVMEM) is err 8, else err 5.
 devmem_fail() {
   if grep -q 'not permitted' /tmp/devmem.err; then
@@ -111,17 +147,41 @@ devmem_fail() {
 
 irq_count() {
   # "  4:   123   0   IO-APIC   4-edge   ttyS0": sum the per-CPU columns of the row whose
-  # chip pin is the line (IO-APIC "N-edge"/"N-fasteoi"), else the row numbered N.
+  # chip pin is the line (IO-APIC "N-edge"/"N-fasteoi"; on arm64 "GICv3  33 Level", the
+  # GIC's INTID), else the row numbered N.
   awk -v line="$1" -v n="$cpus" '
     { key = $1; sub(":", "", key) }
     {
       s = 0; for (i = 2; i <= n + 1; i++) s += $i
       pin = $(n + 3); sub("-.*", "", pin)
-      if ($(n + 2) ~ /IO-APIC/ && pin == line) { found = 1; total += s }
+      if ($(n + 2) ~ /IO-APIC|GIC/ && pin == line) { found = 1; total += s }
       else if (key == line) byrow = s
     }
     END { if (found) print total; else if (byrow != "") print byrow; else print "none" }
   ' /proc/interrupts
+}
+
+# The x86 port commands (in/out) of the current request.
+handle_port() {
+  case "$1" in
+    in)
+      arg port || return; port=$NUM
+      arg width 1 || return
+      [ "$NUM" = 1 ] || { fail 8 "only 1-byte port reads (/dev/port reads byte by byte)"; return; }
+      [ "$port" -le 65535 ] || { fail 3 "port $port out of range"; return; }
+      linux_owns "$port" && return
+      port_in "$port" || { fail 5 "read of port $port failed"; return; }
+      ok "value=$VAL" ;;
+    out)
+      arg port || return; port=$NUM
+      arg width 1 || return
+      [ "$NUM" = 1 ] || { fail 8 "only 1-byte port writes (/dev/port writes byte by byte)"; return; }
+      arg value || return
+      [ "$port" -le 65535 ] && [ "$NUM" -le 255 ] || { fail 3 "port or value out of range"; return; }
+      linux_owns "$port" && return
+      port_out "$port" "$NUM" || { fail 5 "write to port $port failed"; return; }
+      ok ;;
+  esac
 }
 
 handle() {
@@ -143,7 +203,7 @@ handle() {
   shift
   cmd=${1-}
   [ $# -gt 0 ] && shift
-  unset A_port A_width A_value A_addr A_line A_ms A_status A_cpu A_leaf
+  unset A_port A_width A_value A_addr A_line A_ms A_status A_cpu A_leaf A_fid
   for kv in "$@"; do
     case "$kv" in
       [a-z]*=*) k=${kv%%=*}; case "$k" in *[!a-z_]*) continue ;; esac; eval "A_$k=\${kv#*=}" ;;
@@ -155,23 +215,9 @@ handle() {
   case "$cmd" in
     hello) ok "name=$NAME arch=$(uname -m) proto=1 cpus=$cpus tsc_khz=$tsc_khz caps=$CAPS kernel=$(uname -r)" ;;
     ping) ok "cpu=0" ;;
-    in)
-      arg port || return; port=$NUM
-      arg width 1 || return
-      [ "$NUM" = 1 ] || { fail 8 "only 1-byte port reads (/dev/port reads byte by byte)"; return; }
-      [ "$port" -le 65535 ] || { fail 3 "port $port out of range"; return; }
-      linux_owns "$port" && return
-      port_in "$port" || { fail 5 "read of port $port failed"; return; }
-      ok "value=$VAL" ;;
-    out)
-      arg port || return; port=$NUM
-      arg width 1 || return
-      [ "$NUM" = 1 ] || { fail 8 "only 1-byte port writes (/dev/port writes byte by byte)"; return; }
-      arg value || return
-      [ "$port" -le 65535 ] && [ "$NUM" -le 255 ] || { fail 3 "port or value out of range"; return; }
-      linux_owns "$port" && return
-      port_out "$port" "$NUM" || { fail 5 "write to port $port failed"; return; }
-      ok ;;
+    in|out)
+      [ "$ARCH" = x86_64 ] || { fail 8 "no port I/O on $ARCH (x86 only)"; return; }
+      handle_port "$cmd" ;;
     rd|wr)
       arg addr || return; addr=$NUM
       arg width || return; width=$NUM
@@ -182,6 +228,7 @@ handle() {
         ok "value=$(printf '0x%x' "$v")"
       else
         arg value || return
+        linux_owns_mmio "$addr" && return
         devmem "$hex" $((width * 8)) "$(printf '0x%x' "$NUM")" 2>/tmp/devmem.err || { devmem_fail "$hex"; return; }
         ok
       fi ;;
@@ -204,6 +251,13 @@ handle() {
       arg status 0 || return
       [ "$NUM" -le 255 ] || { fail 3 "status $NUM out of range"; return; }
       sync
+      if [ "$ARCH" = aarch64 ]; then
+        # PSCI SYSTEM_OFF (poweroff -f) is the only way out from Linux userspace: status 0.
+        [ "$NUM" = 0 ] || { fail 8 "exit status $NUM: on $ARCH a shell can only power off (status 0)"; return; }
+        poweroff -f
+        sleep 1
+        fail 8 "poweroff did not stop the machine"; return
+      fi
       port_out 244 "$NUM"  # 0xf4: isa-debug-exit; QEMU exits (status << 1) | 1
       sleep 1
       fail 8 "the exit port 0xf4 did not stop the machine" ;;
@@ -212,8 +266,14 @@ handle() {
       fail 8 "a shell cannot program the IOAPIC/LAPIC (Linux owns them)" ;;
     lapic_oneshot|pit_measure|pit_start|pit_read|pit_stop)
       fail 8 "a shell cannot program the PIT/LAPIC timer (Linux owns them)" ;;
-    uart_loopback|uart_stats|rx_burst)
-      fail 8 "the console UART belongs to Linux's 8250 driver" ;;
+    uart_loopback|uart_stats|rx_burst|uart_tx_irq)
+      fail 8 "the console UART belongs to Linux's serial driver (8250 / PL011)" ;;
+    psci)
+      [ "$ARCH" = aarch64 ] || { fail 8 "PSCI is arm64's"; return; }
+      arg fid || return
+      psci_call "$NUM" ;;
+    cpu_on|gic_pmr|gic_eoimode|gicr_waker|cntv_oneshot)
+      fail 8 "a shell cannot program the GIC, the generic timer or PSCI CPU_ON (Linux owns them)" ;;
     '') fail 1 "no command" ;;
     *) fail 2 "unknown command $cmd" ;;
   esac
