@@ -91,7 +91,7 @@ class ArtifactCache:
         failed = self.root / f"{key}.failed"
         with FileLock(str(self.root / f"{key}.lock")):
             if (final / COMPLETE_MARKER).exists():
-                return BuiltImage.load(recipe.name, final)
+                return BuiltImage.load(recipe.name, final, recipe.arch)
             if failed.exists():
                 raise BuildError(recipe.name, log, failed.read_text().strip() + " (cached failure; --vmm-rebuild retries)")
             staging = self.root / f"{key}.tmp-{os.getpid()}"
@@ -128,7 +128,7 @@ class ArtifactCache:
             shutil.rmtree(final, ignore_errors=True)
             staging.rename(final)
             self.progress(f"pytest-vmm: built {recipe.name} in {time.monotonic() - started:.1f} s")
-            return BuiltImage.load(recipe.name, final)
+            return BuiltImage.load(recipe.name, final, recipe.arch)
 
 
 def _tail(log: Path, lines: int = 8) -> str:

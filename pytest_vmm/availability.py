@@ -43,7 +43,7 @@ def check(target: Target, host: HostInfo, accel_choice: str = "auto") -> Availab
 
 
 def recipe_problem(target: Target) -> str:
-    recipe = target.stack.recipe
+    recipe = target.recipe
     if recipe is None:
         return ""
     for part in (recipe.sources, *recipe.command):

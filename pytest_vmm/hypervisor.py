@@ -17,13 +17,19 @@ from typing import Literal, Protocol
 from pytest_vmm.host import HostInfo
 from pytest_vmm.stack import BootSpec, ImageRecipe
 
-Accel = Literal["kvm", "tcg"]
-AccelChoice = Literal["auto", "kvm", "tcg"]
+# hvf: macOS's Hypervisor.framework (qemu-virt on Apple Silicon).
+Accel = Literal["kvm", "tcg", "hvf"]
+AccelChoice = Literal["auto", "kvm", "tcg", "hvf"]
 
 # Boot timeouts are written for hardware KVM and scaled by how the guest really runs here.
 # PVM emulates guest ring 0 (~4,000x slower per kernel instruction, PLATFORM.md) but our
 # kernels keep ring 0 tiny; TCG emulates everything. Documented in docs/options.md.
 TIMEOUT_MULTIPLIERS: dict[str, float] = {"kvm-vmx": 1.0, "kvm-svm": 1.0, "kvm-pvm": 3.0, "tcg": 4.0}
+
+# Architectures a hypervisor's guests run (Hypervisor.arch), as ``uname -m`` spells them.
+ARCHES = ("x86_64", "aarch64")
+# How a check of that architecture is named in a skip reason ("x86 check on aarch64 target").
+ARCH_CHECK_NAMES = {"x86_64": "x86", "aarch64": "arm64"}
 
 
 def timeout_multiplier(accel: str, host: HostInfo) -> tuple[str, float]:
@@ -95,6 +101,9 @@ class Hypervisor(abc.ABC):
     name: str = ""
     description: str = ""
     accels: tuple[Accel, ...] = ("kvm",)
+    # The guest architecture this hypervisor runs (one of ARCHES): stacks build their image
+    # for it (Stack.recipe_for) and suites marked vmm_arch(...) skip on the other one.
+    arch: str = "x86_64"
     # Capabilities this hypervisor can offer a guest beyond the console (e.g. "vsock").
     provides: frozenset[str] = frozenset()
     # What the host process (machine.pid) runs besides the VMM under test, "" when it is the

@@ -431,6 +431,11 @@ class Machine:
     def hypervisor_name(self) -> str:
         return self.config.hypervisor.name
 
+    @property
+    def arch(self) -> str:
+        """The guest architecture (the hypervisor's: x86_64, aarch64)."""
+        return self.config.hypervisor.arch
+
     def __enter__(self) -> Self:
         return self.start()
 

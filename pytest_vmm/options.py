@@ -14,8 +14,8 @@ def addoption(parser: pytest.Parser) -> None:
                     help="stacks to run on: stack names, 'all', or STACK@HYPERVISOR (ini: vmm; default: god)")
     group.addoption("--vmm-list", dest="vmm_list", action="store_true",
                     help="list stacks, hypervisors, capabilities and whether each can boot here, then exit")
-    group.addoption("--vmm-accel", dest="vmm_accel", choices=("auto", "kvm", "tcg"), default=None,
-                    help="accelerator: auto (the stack's and hypervisor's choice), kvm or tcg (ini: vmm_accel)")
+    group.addoption("--vmm-accel", dest="vmm_accel", choices=("auto", "kvm", "tcg", "hvf"), default=None,
+                    help="accelerator: auto (the stack's and hypervisor's choice), kvm, tcg or hvf (macOS; ini: vmm_accel)")
     group.addoption("--vmm-boot-timeout", dest="vmm_boot_timeout", type=float, metavar="SECONDS", default=None,
                     help="base boot timeout, scaled by the accelerator's multiplier (ini: vmm_boot_timeout; "
                          "default: each stack's own)")

@@ -14,7 +14,7 @@ from pytest_vmm import baseline, hookspecs, hypothesis_profiles, options
 from pytest_vmm.capabilities import CAPABILITIES, unknown_capabilities
 from pytest_vmm.errors import MachineError, MachineLeak, TargetUnavailable
 from pytest_vmm.factory import MachineFactory
-from pytest_vmm.hypervisor import TIMEOUT_MULTIPLIERS
+from pytest_vmm.hypervisor import ARCH_CHECK_NAMES, ARCHES, TIMEOUT_MULTIPLIERS
 from pytest_vmm.machine import Machine
 from pytest_vmm.matrix import PROP_CHECK, PROP_SUITE, PROP_TARGET, Matrix, text_table
 from pytest_vmm.profile import REPORT_ATTR, PhaseProfile
@@ -62,6 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vmm_requires(*capabilities): the test needs these stack capabilities; "
                                        "skipped with the reason on stacks that lack one")
     config.addinivalue_line("markers", "vmm_stacks(*names): run the test only on these stacks (or STACK@HV targets)")
+    config.addinivalue_line("markers", "vmm_arch(*arches): the check is about one architecture's devices "
+                                       "(x86_64, aarch64); skipped on targets of another architecture")
     config.addinivalue_line("markers", "vmm_shared(True|False): the check leaves the guest as it found it, so its "
                                        "`machine` may be the target's shared, health-checked guest (False: a fresh one)")
     config.addinivalue_line("markers", "vmm_spec_allows(clause, *properties): recorded values (names or globs) "
@@ -109,8 +111,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     vmm = _session(session.config)
     if session.config.getoption("vmm_rebuild") and not _is_xdist_worker(session.config):
         for target in vmm.targets:
-            if target.stack.recipe is not None and target.stack.recipe.sources.exists():
-                vmm.cache.forget(target.stack.recipe)
+            if target.recipe is not None and target.recipe.sources.exists():
+                vmm.cache.forget(target.recipe)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -153,11 +155,11 @@ def _print_vmm_list(config: pytest.Config) -> None:
             target = Target(stack, registry.hypervisors[hv_name], explicit_hypervisor=hv_name != default)
             avail = availability_mod.check(target, host, accel_choice)
             cached = ""
-            if avail.ok and stack.recipe is not None:
+            if avail.ok and target.recipe is not None:
                 from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
                 cache_opt = options.get(config, "vmm_cache")
                 cache = ArtifactCache(Path(str(cache_opt)).expanduser() if cache_opt else DEFAULT_CACHE_ROOT)
-                cached = ", image cached" if cache.cached(stack.recipe) else ", image built on first use"
+                cached = ", image cached" if cache.cached(target.recipe) else ", image built on first use"
             state = f"available (accel {avail.accel}{cached})" if avail.ok else f"unavailable: {avail.problem}"
             label = target.id + (" [default]" if hv_name == default else "")
             out.append(f"    {label}: {state}")
@@ -204,6 +206,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not avail.ok:
             item.add_marker(pytest.mark.skip(reason=f"{target.id} cannot boot here: {avail.problem}"))
             continue
+        wrong_arch = _arch_skip_reason(item, target)
+        if wrong_arch:
+            item.add_marker(pytest.mark.skip(reason=wrong_arch))
+            continue
         for marker in item.iter_markers("vmm_requires"):
             unknown = unknown_capabilities(marker.args)
             if unknown:
@@ -216,6 +222,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     reason=f"stack {target.id} lacks capability {', '.join(missing)}"))
                 break
     report_plugin.apply_shard(config, items, [t.id for t in vmm.targets])
+
+
+def _arch_skip_reason(item: pytest.Item, target: Target) -> str:
+    """Why a ``vmm_arch(...)`` check does not apply to this target's architecture ("" if it does)."""
+    marker = item.get_closest_marker("vmm_arch")
+    if marker is None:
+        return ""
+    unknown = [a for a in marker.args if a not in ARCHES]
+    if unknown or not marker.args:
+        raise pytest.UsageError(f"{item.nodeid}: vmm_arch needs architectures from {', '.join(ARCHES)}, "
+                                f"got {', '.join(map(str, marker.args)) or 'none'}")
+    if target.arch in marker.args:
+        return ""
+    names = "/".join(ARCH_CHECK_NAMES[a] for a in marker.args)
+    return f"{names} check on {target.arch} target"
 
 
 # --------------------------------------------------------------------- fixtures

@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Hypervisor
-from pytest_vmm.stack import Stack
+from pytest_vmm.stack import ImageRecipe, Stack
 
 STACK_GROUP = "pytest_vmm.stacks"
 HYPERVISOR_GROUP = "pytest_vmm.hypervisors"
@@ -39,6 +39,16 @@ class Target:
     @property
     def capabilities(self) -> frozenset[str]:
         return self.stack.capabilities_on(self.hypervisor.name)
+
+    @property
+    def arch(self) -> str:
+        """The guest architecture: the hypervisor's."""
+        return self.hypervisor.arch
+
+    @property
+    def recipe(self) -> ImageRecipe | None:
+        """The stack's image for this hypervisor's architecture."""
+        return self.stack.recipe_for(self.hypervisor.arch)
 
 
 class Registry:

@@ -79,7 +79,7 @@ class VmmSession:
         return path
 
     def image(self, target: Target) -> BuiltImage:
-        recipe = target.stack.recipe
+        recipe = target.recipe
         if recipe is None:
             # A stack without a recipe boots files it names itself (e.g. a prebuilt kernel).
             return BuiltImage(target.stack.name, Path.cwd())

@@ -64,8 +64,12 @@ class BootSpec:
     fail_patterns: list[bytes] = field(default_factory=list)
     # Base boot timeout before the accelerator multiplier (seconds).
     boot_timeout_s: float = 30.0
-    # QEMU machine type where the stack cares ("microvm" or "pc").
+    # QEMU machine type where the stack cares ("microvm" or "pc"; qemu-virt uses it only when it
+    # names a "virt" machine).
     qemu_machine: str = "microvm"
+    # Firmware booted first, which then boots ``kernel`` (UEFI on arm64: qemu-virt passes it as
+    # -bios and the kernel through fw_cfg); None for a direct kernel boot.
+    firmware: Path | None = None
     # Escape hatch: extra arguments for one hypervisor, keyed by its name.
     hypervisor_args: dict[str, list[str]] = field(default_factory=dict)
     # Images the hypervisor asked for (Hypervisor.recipes), built through the session's cache
@@ -85,12 +89,14 @@ class BuiltImage:
     name: str
     path: Path
     manifest: dict[str, object] = field(default_factory=dict)
+    # The architecture the image was built for (its recipe's ``arch``).
+    arch: str = "x86_64"
 
     @classmethod
-    def load(cls, name: str, path: Path) -> BuiltImage:
+    def load(cls, name: str, path: Path, arch: str = "x86_64") -> BuiltImage:
         manifest_file = path / "image.json"
         manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
-        return cls(name=name, path=path, manifest=manifest)
+        return cls(name=name, path=path, manifest=manifest, arch=arch)
 
     def file(self, relpath: str) -> Path:
         target = self.path / relpath
@@ -119,6 +125,8 @@ class ImageRecipe:
     )
     # Tools that must exist for the build: (name, how to check -> problem or "").
     requires: tuple[Callable[[HostInfo], str], ...] = ()
+    # The guest architecture of what it builds (a Hypervisor.arch value).
+    arch: str = "x86_64"
 
 
 class ChannelHost(Protocol):
@@ -174,6 +182,13 @@ class Stack:
     needs_from_hypervisor: frozenset[str] = frozenset()
     # Liveness probe for shared machines (default: the hypervisor process is alive).
     health: Callable[[ChannelHost], bool] | None = None
+    # Images for other guest architectures than ``recipe``'s, by Hypervisor.arch (the probe's
+    # aarch64 kernel for qemu-virt); ``recipe`` serves every architecture not named here.
+    arch_recipes: dict[str, ImageRecipe] = field(default_factory=dict)
+
+    def recipe_for(self, arch: str) -> ImageRecipe | None:
+        """The image recipe for a hypervisor of this architecture."""
+        return self.arch_recipes.get(arch, self.recipe)
 
     def pick_default_hypervisor(self, host: HostInfo) -> str:
         if callable(self.default_hypervisor):

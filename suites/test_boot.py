@@ -38,10 +38,10 @@ def test_shutdown_leaves_nothing_behind(machine: Machine) -> None:
 
 @pytest.mark.vmm_requires("agent")
 def test_agent_hello_names_the_guest(machine: Machine) -> None:
-    """docs/agent-protocol.md, 'hello': the reply names the guest, arch x86_64, protocol 1
-    (PROTOCOL_VERSION) and at least one vCPU."""
+    """docs/agent-protocol.md, 'hello': the reply names the guest, the target's architecture
+    (x86_64, aarch64), protocol 1 (PROTOCOL_VERSION) and at least one vCPU."""
     hello = machine.agent.hello()
-    assert hello.arch == "x86_64", f"expected arch x86_64, guest says {hello.arch!r}"
+    assert hello.arch == machine.arch, f"expected arch {machine.arch}, guest says {hello.arch!r}"
     assert hello.proto == 1, f"expected agent protocol 1, guest speaks {hello.proto}"
     assert hello.cpus >= 1, f"expected at least 1 vCPU, guest reports {hello.cpus}"
     assert hello.name, "guest did not give its name"
@@ -54,15 +54,17 @@ def test_agent_survives_console_garbage(machine: Machine) -> None:
     # Noise on the serial line (a human typing, a half-written request) must not wedge the agent.
     machine.send(b"\x00\xff garbage \x1b[2J\r\n@>99 nonsense *zz\r\n\r\n")
     hello = machine.agent.hello()
-    assert hello.arch == "x86_64", f"agent answered {hello} after garbage"
+    assert hello.arch == machine.arch, f"agent answered {hello} after garbage"
 
 
 @pytest.mark.vmm_requires("agent")
 @pytest.mark.parametrize("status", [0, 7])
 def test_exit_status_reaches_the_host(machine: Machine, status: int) -> None:
     """QEMU isa-debug-exit device (hw/misc/debugexit.c), which god's exit port follows: a write
-    of v to port 0xf4 ends the machine with exit status (v << 1) | 1. An exit port that does not
-    stop the machine is a failure (ExitIgnored), never a skip."""
+    of v to port 0xf4 ends the machine with exit status (v << 1) | 1. On arm64 the probe asks
+    for the same status through Arm semihosting SYS_EXIT (Arm semihosting spec 2.0, 6.5,
+    ADP_Stopped_ApplicationExit; QEMU TCG) or PSCI SYSTEM_OFF carrying v in x1 (god). An exit
+    that does not stop the machine is a failure (ExitIgnored), never a skip."""
     machine.agent.exit(status)
     observed = machine.wait_exit(10.0)
     expected = (status << 1) | 1  # isa-debug-exit semantics, same on god and QEMU

@@ -16,7 +16,7 @@ import pytest
 from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
 
-pytestmark = pytest.mark.vmm_requires("mmio", "portseq")
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq")]
 
 INDEX, DATA = 0x70, 0x71
 SEC, MIN, HOUR = 0x00, 0x02, 0x04

@@ -12,7 +12,7 @@ import pytest
 from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
 
-pytestmark = pytest.mark.vmm_requires("mmio", "portseq")
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq")]
 
 DATA, STATUS = 0x60, 0x64
 OBF, IBF = 0x01, 0x02

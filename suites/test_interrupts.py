@@ -79,6 +79,7 @@ def test_uart_burst_without_overrun(machine: Machine) -> None:
         f"UART burst: expected 0 overruns and 0 dropped, observed overruns={burst.overruns} dropped={burst.dropped}")
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_spec_allows("Intel MultiProcessor Specification 1.4 §4.3.4: the I/O interrupt "
                               "entry maps ISA IRQ0 to whichever IOAPIC pin the board wires", "pit_ioapic_pin")
 def test_pit_irq0_arrives_on_the_advertised_pin(machine: Machine) -> None:
@@ -97,6 +98,7 @@ def test_pit_irq0_arrives_on_the_advertised_pin(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- masking
+@pytest.mark.vmm_arch("x86_64")
 def test_masked_line_does_not_deliver(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet, I/O Redirection Table register bit 16 (Interrupt Mask):
     a masked pin's interrupts are not delivered."""
@@ -105,6 +107,7 @@ def test_masked_line_does_not_deliver(machine: Machine) -> None:
         f"UART line masked at the IOAPIC while a byte arrived: expected count to stay {hold.before}, observed {hold.masked}")
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_pending_level_interrupt_arrives_on_unmask(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet, redirection entry bits 15 (Trigger Mode, level) and 16
     (mask): a level-triggered line still asserted when unmasked is delivered, exactly once
@@ -114,6 +117,7 @@ def test_pending_level_interrupt_arrives_on_unmask(machine: Machine) -> None:
         f"level-triggered UART line unmasked with data pending: expected count {hold.masked + 1}, observed {hold.after}")
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_unarmed_line_counts_nothing(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet, redirection entries reset masked (bit 16 = 1): a line the
     guest never routed delivers nothing."""
@@ -121,6 +125,7 @@ def test_unarmed_line_counts_nothing(machine: Machine) -> None:
     assert count == 0, f"IOAPIC line 13 was never armed: expected 0 interrupts, observed {count}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_mask_state_reads_back(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet, IOREDTBL bit 16 is read/write: the mask the guest wrote
     reads back (1 after mask, 0 after unmask)."""
@@ -156,6 +161,7 @@ def held_eoi_counts(machine: Machine) -> tuple[int, int, int]:
     return held, released, after
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_unacknowledged_interrupt_blocks_its_vector(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.8.4 (Interrupt Acceptance for Fixed Interrupts): a vector in
     service (ISR bit set) blocks further interrupts of its priority class until the EOI; the
@@ -165,6 +171,7 @@ def test_unacknowledged_interrupt_blocks_its_vector(machine: Machine) -> None:
     assert held == 1, f"PIT at 1 kHz for 50 ms without EOI: expected exactly 1 interrupt, observed {held}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_eoi_releases_one_pending_interrupt(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.8.4/§10.8.5 (Signaling Interrupt Servicing Completion): an EOI
     clears the highest ISR bit; the one interrupt latched in IRR (IRR holds one per vector)
@@ -176,6 +183,7 @@ def test_eoi_releases_one_pending_interrupt(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- spurious
+@pytest.mark.vmm_arch("x86_64")
 def test_lapic_spurious_vector_register(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.9 (Spurious Interrupt), Figure 10-23: SVR bit 8 is APIC
     software enable and bits 7:0 the spurious vector; the agent set 0x1ff and reads it back."""
@@ -183,6 +191,7 @@ def test_lapic_spurious_vector_register(machine: Machine) -> None:
     assert svr & 0x1FF == 0x1FF, f"LAPIC SVR: expected APIC enabled (bit 8) with vector 0xff, observed {svr:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_no_spurious_interrupts_in_normal_operation(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.9 (the LAPIC's spurious vector is delivered only when an
     interrupt is withdrawn under a raised TPR) and Intel 8259A datasheet (IRQ7/IRQ15 spurious
@@ -198,6 +207,7 @@ def test_no_spurious_interrupts_in_normal_operation(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- IPIs
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_requires("smp")
 def test_ipi_from_bsp_to_ap(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.6.1 (Interrupt Command Register): a fixed IPI with a physical
@@ -206,6 +216,7 @@ def test_ipi_from_bsp_to_ap(machine: Machine) -> None:
     assert (result.sent, result.received) == (10, 10), f"IPIs vCPU0 -> vCPU1 on 0x60: expected 10/10, observed {result}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_requires("smp")
 def test_ipi_from_ap_to_bsp(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.6.1 (ICR), from an application processor to the BSP: 10 of 10."""
@@ -213,6 +224,7 @@ def test_ipi_from_ap_to_bsp(machine: Machine) -> None:
     assert (result.sent, result.received) == (10, 10), f"IPIs vCPU1 -> vCPU0 on 0x61: expected 10/10, observed {result}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_requires("smp")
 def test_ipi_lands_only_on_its_target(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.6.1 (ICR destination field, no shorthand): only the addressed
@@ -223,6 +235,7 @@ def test_ipi_lands_only_on_its_target(machine: Machine) -> None:
     assert counts == (0, 3), f"vector 0x62 counts on (vCPU0, vCPU1) after 3 IPIs to vCPU1: expected (0, 3), observed {counts}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_self_ipi(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.6.1 (ICR addressed to the sender's own APIC ID): a processor
     interrupts itself: 5 of 5."""

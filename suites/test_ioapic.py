@@ -19,7 +19,7 @@ from pytest_vmm.virtio.driver import MmioDevice, poll
 from pytest_vmm.virtio.layout import F_VERSION_1, DeviceId, bit
 from pytest_vmm.virtio.slots import Slot, device, find_slots
 
-pytestmark = pytest.mark.vmm_requires("mmio")
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio")]
 
 IOAPIC = 0xFEC00000
 IOREGSEL, IOWIN = IOAPIC, IOAPIC + 0x10

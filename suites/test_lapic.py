@@ -12,7 +12,7 @@ import pytest
 
 from pytest_vmm import Machine
 
-pytestmark = pytest.mark.vmm_requires("mmio", "irq")
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "irq")]
 
 LAPIC = 0xFEE00000
 TPR, TMICT, TMCCT, TDCR = 0x80, 0x380, 0x390, 0x3E0

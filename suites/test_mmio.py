@@ -29,6 +29,9 @@ UNASSIGNED_PORT = 0x0F00
 VIRTIO_CANDIDATES = [0xFEB00000 + 0x200 * i for i in range(8)] + [0xD0000000 + 0x1000 * i for i in range(8)]
 VIRTIO_MAGIC = 0x74726976  # "virt"
 RAM_SCRATCH = 0x00400000  # free RAM above the probe's image (it ends below 2 MiB)
+# The arm64 probe's RAM starts at 0x40000000 (QEMU virt, god's arm64 machine); its image ends
+# below 0x40100000 and QEMU puts the device tree at RAM base + 32 MiB or higher.
+RAM_SCRATCH_BY_ARCH = {"x86_64": RAM_SCRATCH, "aarch64": 0x40400000}
 
 # Each check leaves the guest as it found it (writes are read back and restored), so checks of
 # one target share a guest, health-checked between them; the two that reset a virtio device's
@@ -65,6 +68,7 @@ def virtio_transport(machine: Machine) -> int:
 
 
 # ---------------------------------------------------------------------------- 16550 UART
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize("pattern", [0x00, 0x5A, 0xA5, 0xFF])
 def test_uart_scratch_register_round_trip(machine: Machine, pattern: int) -> None:
     """16550A datasheet, Scratchpad Register (SCR, offset 7): 8 bits of read/write storage with
@@ -75,6 +79,7 @@ def test_uart_scratch_register_round_trip(machine: Machine, pattern: int) -> Non
     assert observed == pattern, f"SCR: wrote {pattern:#04x}, expected {pattern:#04x} back, observed {observed:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_lsr_thre_and_temt_after_transmit(machine: Machine) -> None:
     """16550A datasheet, LSR bit 5 (THRE: transmitter holding register/FIFO empty) and bit 6
     (TEMT: THR and shift register both empty): with nothing being sent both are 1."""
@@ -83,12 +88,14 @@ def test_uart_lsr_thre_and_temt_after_transmit(machine: Machine) -> None:
     assert lsr & 0x60 == 0x60, f"LSR after transmit: expected THRE|TEMT (0x60) set, observed LSR={lsr:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_iir_reports_no_interrupt_pending(machine: Machine) -> None:
     """16550A datasheet, IIR bit 0 = 1: no interrupt pending, bits 3:1 = 000 (low nibble 0x1)."""
     iir = machine.agent.inb(IIR)
     assert iir & 0x0F == 0x01, f"IIR with nothing pending: expected low nibble 0x1, observed IIR={iir:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_iir_shows_fifo_enabled(machine: Machine) -> None:
     """16550A datasheet, IIR bits 7:6 = 11 when FCR bit 0 enabled the FIFOs (the agent wrote
     FCR=0x07 at boot)."""
@@ -97,6 +104,7 @@ def test_uart_iir_shows_fifo_enabled(machine: Machine) -> None:
     assert iir & 0xC0 == 0xC0, f"IIR[7:6] after FCR=0x07: expected 0b11 (16550A FIFOs on), observed IIR={iir:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_ier_reads_back_rx_enable(machine: Machine) -> None:
     """16550A datasheet, IER (offset 1, DLAB=0) is read/write, bits 3:0 the four interrupt
     enables: the agent enabled only ERBFI (bit 0), so 0x01 reads back."""
@@ -104,6 +112,7 @@ def test_uart_ier_reads_back_rx_enable(machine: Machine) -> None:
     assert ier == 0x01, f"IER: the agent enabled only received-data interrupts, expected 0x01, observed {ier:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_lcr_round_trip(machine: Machine) -> None:
     """16550A datasheet, Line Control Register is read/write (word length, stop bits, parity,
     DLAB in bit 7): 0x1b (8 bits, even parity) reads back."""
@@ -114,6 +123,7 @@ def test_uart_lcr_round_trip(machine: Machine) -> None:
     assert observed == 0x1B, f"LCR: wrote 0x1b, observed {observed:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize("value", [0x5A, 0x00, 0xFF])
 def test_uart_loopback_echo(machine: Machine, value: int) -> None:
     """16550A datasheet, MCR bit 4 (Loop): the transmitter output is looped back to the receiver
@@ -122,6 +132,7 @@ def test_uart_loopback_echo(machine: Machine, value: int) -> None:
     assert result["value"] == value, f"loopback: sent {value:#04x}, expected it back, observed {result['value']:#04x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_uart_loopback_modem_status(machine: Machine) -> None:
     """16550A datasheet, MCR bit 4 (Loop): MSR bits 7:4 (DCD, RI, DSR, CTS) mirror MCR OUT2,
     OUT1, DTR, RTS; with MCR = 0x1b (loop, OUT2, DTR, RTS) MSR[7:4] = 0b1011."""
@@ -134,6 +145,7 @@ def test_uart_loopback_modem_status(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- APIC identification
+@pytest.mark.vmm_arch("x86_64")
 def test_lapic_version_register(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.4.8 (Local APIC Version Register), Figure 10-7: bits 7:0 are
     0x10..0x15 for an integrated APIC; bits 23:16 = max LVT entry (>= 4: timer, LINT0/1, error,
@@ -145,6 +157,7 @@ def test_lapic_version_register(machine: Machine) -> None:
     assert max_lvt >= 4, f"LAPIC max LVT entry: expected >= 4, observed {max_lvt}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_requires("smp")
 def test_lapic_ids_differ_per_vcpu(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.4.6 (Local APIC ID): each processor's APIC has a unique ID in bits
@@ -154,6 +167,7 @@ def test_lapic_ids_differ_per_vcpu(machine: Machine) -> None:
     assert ids[0] != ids[1], f"LAPIC IDs of vCPU 0 and 1: expected different, observed {ids}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_ioapic_version_register(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet §3.2.2 (IOAPICVER, index 01h): bits 7:0 the version (0x11
     on the 82093AA, 0x20 on later chipset IOAPICs), bits 23:16 the maximum redirection entry: 23
@@ -164,6 +178,7 @@ def test_ioapic_version_register(machine: Machine) -> None:
     assert (version >> 16) & 0xFF == 23, f"IOAPIC max redirection entry: expected 23, observed {(version >> 16) & 0xFF}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_ioapic_redirection_entry_round_trip(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet §3.2.4 (IOREDTBL, index 10h + 2n): bits 16:0 (mask,
     trigger, polarity, destination mode, delivery mode, vector) are read/write (bits 12 and 14,
@@ -179,6 +194,7 @@ def test_ioapic_redirection_entry_round_trip(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- virtio-mmio
+@pytest.mark.vmm_arch("x86_64")
 def test_virtio_mmio_magic_value(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2 (MMIO Device Register Layout): MagicValue at 0x000 reads 0x74726976
     ("virt")."""
@@ -187,6 +203,7 @@ def test_virtio_mmio_magic_value(machine: Machine) -> None:
     assert observed == VIRTIO_MAGIC, f"MagicValue at {base:#x}: expected {VIRTIO_MAGIC:#x}, observed {observed:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_virtio_mmio_version(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2: Version at 0x004 is 2 for the modern interface; §4.2.4 (Legacy
     interface) 1."""
@@ -196,6 +213,7 @@ def test_virtio_mmio_version(machine: Machine) -> None:
     assert version in (1, 2), f"Version at {base:#x}: expected 1 (legacy) or 2, observed {version}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_virtio_mmio_device_and_vendor_id(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2: DeviceID at 0x008 is a device type of §5 (0 = no device behind the
     transport), VendorID at 0x00c is stable."""
@@ -209,6 +227,7 @@ def test_virtio_mmio_device_and_vendor_id(machine: Machine) -> None:
     assert again == vendor, f"VendorID at {base:#x} not stable: {vendor:#x} then {again:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize(("offset", "name"), [(0x0, "MagicValue"), (0x4, "Version"), (0x8, "DeviceID"),
                                               (0xC, "VendorID")])
 def test_virtio_mmio_read_only_register_ignores_writes(machine: Machine, offset: int, name: str) -> None:
@@ -222,6 +241,7 @@ def test_virtio_mmio_read_only_register_ignores_writes(machine: Machine, offset:
     assert after == before, f"{name} at {base + offset:#x}: expected {before:#x} after a write, observed {after:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_shared(False)
 def test_virtio_mmio_status_resets_to_zero(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2 (Status, 0x070) and §2.1 (Device Status Field): writing 0 resets the
@@ -234,6 +254,7 @@ def test_virtio_mmio_status_resets_to_zero(machine: Machine) -> None:
     assert observed == 0, f"Status at {base + 0x70:#x} after writing 0: expected 0, observed {observed:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_shared(False)
 def test_virtio_mmio_queue_num_max_zero_for_missing_queue(machine: Machine) -> None:
     """Virtio 1.2 §4.2.2 (QueueNumMax, 0x034): reads 0 when the queue selected by QueueSel is
@@ -247,6 +268,7 @@ def test_virtio_mmio_queue_num_max_zero_for_missing_queue(machine: Machine) -> N
 
 
 # ---------------------------------------------------------------------------- unassigned space, widths
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize("width", [1, 2, 4, 8])
 def test_unassigned_mmio_read(machine: Machine, width: int) -> None:
     """PC platform convention (no bus agent claims the cycle; PCI Local Bus 3.0 §3.3.3.1 master
@@ -259,6 +281,7 @@ def test_unassigned_mmio_read(machine: Machine, width: int) -> None:
         f"{width}-byte read of unassigned {UNASSIGNED_MMIO:#x}: expected all zeros or all ones, observed {value:#x}")
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_unassigned_mmio_write_is_ignored(machine: Machine) -> None:
     """PC platform convention (master abort): a write to unassigned space is dropped; the
     location reads as before and the machine runs on."""
@@ -270,6 +293,7 @@ def test_unassigned_mmio_write_is_ignored(machine: Machine) -> None:
     assert machine.agent.hello().name, "guest stopped answering after a write to unassigned MMIO"
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize("width", [1, 2, 4])
 def test_unassigned_port_read(machine: Machine, width: int) -> None:
     """PC I/O space convention (ISA bus pulled up; PCI Local Bus 3.0 §3.3.3.1 master abort): a
@@ -281,15 +305,18 @@ def test_unassigned_port_read(machine: Machine, width: int) -> None:
 
 
 def test_ram_access_widths_compose_little_endian(machine: Machine) -> None:
-    """Intel SDM vol. 1 §1.3.1 (Bit and Byte Order, little endian): an 8-byte write read back as
-    1/2/4/8 bytes gives the low-order bytes first."""
+    """Intel SDM vol. 1 §1.3.1 (Bit and Byte Order, little endian) and, on arm64, Arm ARM B2.6
+    (Endian support: data accesses are little-endian with SCTLR_EL1.EE=0): an 8-byte write
+    read back as 1/2/4/8 bytes gives the low-order bytes first."""
     agent = machine.agent
+    RAM_SCRATCH = RAM_SCRATCH_BY_ARCH[agent.hello().arch]  # noqa: N806 - the module constant, per architecture
     agent.mmio_write(RAM_SCRATCH, 8, 0x0807060504030201)
     observed = {w: agent.mmio_read(RAM_SCRATCH, w) for w in (1, 2, 4, 8)}
     expected = {1: 0x01, 2: 0x0201, 4: 0x04030201, 8: 0x0807060504030201}
     assert observed == expected, f"reads of 1/2/4/8 bytes at {RAM_SCRATCH:#x}: expected {expected}, observed {observed}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_narrow_writes_touch_only_their_bytes(machine: Machine) -> None:
     """Intel SDM vol. 1 §4.1.1 (alignment of words, doublewords): a 1/2/4-byte write changes
     only the bytes it covers."""
@@ -302,6 +329,7 @@ def test_narrow_writes_touch_only_their_bytes(machine: Machine) -> None:
     assert observed == 0xDDEEFF11BBCCAA00, f"composed 1/2/4-byte writes: expected 0xddeeff11bbccaa00, observed {observed:#x}"
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_access_to_unmapped_address_reports_a_fault(machine: Machine) -> None:
     """Intel SDM vol. 3A §4.7 (Page-Fault Exceptions): an access to a linear address with no
     present translation raises #PF; the agent reports FAULT and keeps answering."""

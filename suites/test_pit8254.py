@@ -14,7 +14,7 @@ from pytest_vmm import Machine
 from pytest_vmm.agent.client import PIT_INPUT_HZ
 from pytest_vmm.agent.ioseq import PortSeq
 
-pytestmark = pytest.mark.vmm_requires("mmio", "portseq")
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq")]
 
 CH0, CONTROL = 0x40, 0x43
 LOHI = 0x30  # control word RW bits: low byte then high byte

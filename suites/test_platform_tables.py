@@ -14,7 +14,7 @@ from pytest_vmm import Machine
 from pytest_vmm.agent.client import AgentClient
 from pytest_vmm.virtio.access import AgentMemory
 
-pytestmark = pytest.mark.vmm_requires("dma")
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("dma")]
 
 BDA_EBDA_SEGMENT = 0x40E
 

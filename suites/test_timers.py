@@ -75,6 +75,7 @@ def needs_agent_feature(agent: AgentClient, feature: str) -> None:
 
 
 # ---------------------------------------------------------------------------- PIT
+@pytest.mark.vmm_arch("x86_64")
 def test_pit_periodic_rate_against_host_clock(machine: Machine) -> None:
     """Intel 8254 datasheet, Mode 2 (rate generator): with reload N, OUT pulses once every N
     input clocks; channel 0 on a PC is clocked at 1.193182 MHz (14.31818 MHz / 12) and drives
@@ -111,6 +112,7 @@ def test_pit_periodic_rate_against_host_clock(machine: Machine) -> None:
         f"pending={stop.pending} bunched={stop.bunched})")
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_pit_ticks_are_delivered(machine: Machine) -> None:
     """Intel 8259A / 82093AA: an edge on a line is latched in IRR until the CPU takes it, so
     with the guest idle in HLT and interrupts enabled every PIT period is delivered; only a
@@ -135,6 +137,7 @@ def test_pit_ticks_are_delivered(machine: Machine) -> None:
         f"pending={stop.pending} bunched={stop.bunched}); expected at most {PIT_LOST_SHARE_LIMIT:.0%}")
 
 
+@pytest.mark.vmm_arch("x86_64")
 def test_pit_stops_when_masked(machine: Machine) -> None:
     """Intel 82093AA IOAPIC, I/O Redirection Table bit 16 (Interrupt Mask): a masked line's
     edges are not delivered. With the PIT line masked and channel 0 stopped, the count stays."""
@@ -148,6 +151,7 @@ def test_pit_stops_when_masked(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- LAPIC one-shot
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize("us", [20000, 100000])
 def test_lapic_oneshot_not_early_by_host_clock(machine: Machine, us: int) -> None:
     """Intel SDM vol. 3A §10.5.4 (APIC Timer), one-shot mode: the interrupt is raised when the
@@ -167,6 +171,7 @@ def test_lapic_oneshot_not_early_by_host_clock(machine: Machine, us: int) -> Non
         f"LAPIC one-shot of {us} us fired early: the whole request took {(t1 - t0) * 1e6:.0f} us of host time")
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.parametrize("us", [1000, 10000, 50000])
 def test_lapic_oneshot_latency(machine: Machine, us: int) -> None:
     """Intel SDM vol. 3A §10.5.4 (APIC Timer): the one-shot interrupt follows the count reaching
@@ -193,6 +198,7 @@ def test_lapic_oneshot_latency(machine: Machine, us: int) -> None:
         f"{own_ns} ns (shots: {[(s.elapsed_ns, s.stall_ns) for s in shots]})")
 
 
+@pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_requires("smp")
 def test_lapic_oneshot_on_second_vcpu(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.5.4 (APIC Timer): each processor's local APIC has its own timer.

@@ -18,7 +18,7 @@ import pytest
 from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
 
-pytestmark = pytest.mark.vmm_requires("mmio", "portseq")
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq")]
 
 COM1 = 0x3F8
 RBR = THR = DLL = COM1

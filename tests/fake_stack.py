@@ -52,6 +52,12 @@ class MissingHypervisor(ProcessHypervisor):
         return "missing-hv binary not found on PATH"
 
 
+class ArmProcessHypervisor(ProcessHypervisor):
+    """The same process, said to run aarch64 guests (for vmm_arch)."""
+    name = "proc-arm"
+    arch = "aarch64"
+
+
 def make_boot(mode):
     def boot(image, host, hypervisor):
         return BootSpec(kernel=FAKE_GUEST, cmdline=mode, ready=rb"fake: ready",
@@ -62,10 +68,11 @@ def make_boot(mode):
 def pytest_vmm_register(registry):
     registry.add_hypervisor(ProcessHypervisor())
     registry.add_hypervisor(MissingHypervisor())
+    registry.add_hypervisor(ArmProcessHypervisor())
     for name, mode in MODES.items():
         registry.add_stack(Stack(
             name=name, description=f"test double ({{mode}})", recipe=None, boot=make_boot(mode),
-            default_hypervisor="proc", hypervisors=("proc", "missing"),
+            default_hypervisor="proc", hypervisors=("proc", "missing", "proc-arm"),
             capabilities=frozenset({{"serial", "agent"}} if name == "fake" else {{"serial"}}),
         ))
 

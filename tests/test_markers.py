@@ -64,3 +64,38 @@ def test_markers_are_registered(fake_project) -> None:
     pytester = fake_project()
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.vmm_requires(*capabilities)*", "@pytest.mark.vmm_stacks(*names)*"])
+
+
+def test_vmm_arch_skips_checks_of_the_other_architecture(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.vmm_arch("x86_64")
+        def test_uart16550(vmm_stack):
+            assert vmm_stack.arch == "x86_64"
+
+        @pytest.mark.vmm_arch("aarch64")
+        def test_pl011(vmm_stack):
+            assert vmm_stack.arch == "aarch64"
+
+        def test_neutral(vmm_stack):
+            pass
+    """)
+    result = pytester.runpytest("--vmm=fake,fake@proc-arm", "-rs", "--strict-markers")
+    result.assert_outcomes(passed=4, skipped=2)
+    result.stdout.fnmatch_lines_random(["SKIPPED*x86 check on aarch64 target", "SKIPPED*arm64 check on x86_64 target"])
+
+
+def test_vmm_arch_with_an_unknown_architecture_is_a_usage_error(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.vmm_arch("riscv")
+        def test_x(vmm_stack):
+            pass
+    """)
+    result = pytester.runpytest("--vmm=fake")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*vmm_arch needs architectures from x86_64, aarch64, got riscv*"])

@@ -1,5 +1,5 @@
 /* Tiny text helpers: reply building and number parsing (no libc). */
-#include "probe.h"
+#include "common.h"
 
 void o_chr(struct out *o, char c) {
     if (o->n < (int)sizeof(o->buf) - 8) /* room kept for " *cs\r\n" */

@@ -3,11 +3,7 @@
 #ifndef PROBE_H
 #define PROBE_H
 
-typedef unsigned char u8;
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef unsigned long long u64;
-typedef long long i64;
+#include "common.h"
 
 #define MAX_CPUS 2
 #define STACK_SIZE 16384 /* keep in step with boot.S */
@@ -172,20 +168,5 @@ void panic_exit(const char *why, u64 a, u64 b);
 void *memcpy(void *d, const void *s, unsigned long n);
 void *memset(void *d, int c, unsigned long n);
 
-/* ---------------------------------------------------------------- fmt.c */
-struct out {
-    char buf[512];
-    int n;
-};
-void o_str(struct out *o, const char *s);
-void o_chr(struct out *o, char c);
-void o_dec(struct out *o, u64 v);
-void o_hex(struct out *o, u64 v);
-void o_kv_dec(struct out *o, const char *k, u64 v);
-void o_kv_hex(struct out *o, const char *k, u64 v);
-void o_kv_str(struct out *o, const char *k, const char *v);
-int streq(const char *a, const char *b);
-int parse_u64(const char *s, u64 *out);
-void log_kv(const char *prefix, const char *k1, u64 v1, const char *k2, u64 v2);
 
 #endif

@@ -51,7 +51,17 @@ COMMANDS: frozenset[str] = frozenset({
     "uart_loopback", "uart_stats", "rx_burst", "exit",
     # guest memory and device access for the host-side virtio driver and register suites
     "dma", "mrd", "mwr", "vmmio", "mfind", "ioseq", "uart_seq",
+    # arm64 (the aarch64 probe): the GICv3 CPU interface and redistributor, the generic timer,
+    # PSCI, the PL011's transmit interrupt
+    "gic_pmr", "gic_eoimode", "gicr_waker", "cntv_oneshot", "psci", "cpu_on", "uart_tx_irq",
 })
+# Commands with a meaning on one architecture only; the other architecture's agents do not
+# name them (tests/agent/test_agent_sync.py).
+ARCH_COMMANDS: dict[str, frozenset[str]] = {
+    "aarch64": frozenset({"gic_pmr", "gic_eoimode", "gicr_waker", "cntv_oneshot", "psci", "cpu_on", "uart_tx_irq"}),
+    "x86_64": frozenset({"cpuid", "in", "out", "irq_hold", "lapic_oneshot", "pit_measure", "pit_start", "pit_read",
+                         "pit_stop", "uart_loopback", "mfind", "ioseq", "uart_seq"}),
+}
 
 
 # Optional agent features a guest names in its hello ``caps=`` list (beyond the stack's

@@ -20,11 +20,13 @@ QMP_SOCKET = "qmp.sock"
 
 
 def base_argv(*, machine: str, accel: str, cpu: str, mem_mib: int, cpus: int, kernel: Path,
-              initrd: Path | None, cmdline: str, qmp: Path | None) -> list[str]:
-    """The QEMU command line every boot shares (a guest under ``qemu``, the lane under
-    ``god-svm``): no defaults, the console on stdio, the exit port, a direct kernel boot."""
+              initrd: Path | None, cmdline: str, qmp: Path | None, binary: str = QEMU_BINARY,
+              exit_device: str | None = EXIT_PORT_DEVICE) -> list[str]:
+    """The QEMU command line every boot shares (a guest under ``qemu`` or ``qemu-virt``, the
+    lane under ``god-svm``): no defaults, the console on stdio, the exit device where the
+    machine has one, a direct kernel boot."""
     argv = [
-        QEMU_BINARY,
+        binary,
         "-M", machine,
         "-accel", accel,
         "-cpu", cpu,
@@ -41,7 +43,9 @@ def base_argv(*, machine: str, accel: str, cpu: str, mem_mib: int, cpus: int, ke
     ]
     if qmp is not None:
         argv += ["-qmp", f"unix:{qmp},server=on,wait=off"]
-    argv += ["-device", EXIT_PORT_DEVICE, "-kernel", str(kernel)]
+    if exit_device is not None:
+        argv += ["-device", exit_device]
+    argv += ["-kernel", str(kernel)]
     if initrd is not None:
         argv += ["-initrd", str(initrd)]
     if cmdline:

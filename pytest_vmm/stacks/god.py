@@ -8,10 +8,11 @@ virtio driver (pytest_vmm/virtio) does, through the agent.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pytest_vmm.host import HostInfo
-from pytest_vmm.stack import BootSpec, BuiltImage, Disk, Stack, VsockSpec
+from pytest_vmm.stack import BootSpec, BuiltImage, Disk, ImageRecipe, Stack, VsockSpec
 from pytest_vmm.stacks._common import (
     COMMON_FAIL_PATTERNS,
     agent_channel,
@@ -28,6 +29,8 @@ WITH_VSOCK = ("god",)
 
 
 def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
+    if image.arch == "aarch64":
+        return boot_aarch64(image)
     disks: list[Disk] = []
     if hypervisor in WITH_DISKS:
         disk = image.file(testdisk.FILE_NAME)
@@ -48,6 +51,30 @@ def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
     )
 
 
+def boot_aarch64(image: BuiltImage) -> BootSpec:
+    """The arm64 probe: an arm64 Image at RAM base + 0x80000 on QEMU virt (and god's arm64
+    machine), PL011 console; it starts vCPU 1 itself with PSCI CPU_ON. No virtio driver yet,
+    so no disks."""
+    return BootSpec(
+        kernel=image.file("probe.img"),
+        kernel_format="flat",
+        mem_mib=64,
+        cpus=2,
+        ready=agent_ready_pattern(),
+        fail_patterns=list(COMMON_FAIL_PATTERNS),
+        boot_timeout_s=20.0,
+        qemu_machine="virt,gic-version=3",
+    )
+
+
+def aarch64_recipe() -> ImageRecipe:
+    """The arm64 probe (guests/probe/aarch64, sharing the agent's portable C with the x86 one)."""
+    recipe = guest_recipe("probe", needs_tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"), version="1",
+                          extra_inputs=(Path(testdisk.__file__),))
+    return replace(recipe, name="probe-aarch64", arch="aarch64",
+                   command=(recipe.command[0], str(recipe.sources / "aarch64" / "build.py"), "--out", "{out}"))
+
+
 stack = Stack(
     name="god",
     description="the probe kernel (agent) on god, this project's Python KVM VMM",
@@ -55,10 +82,13 @@ stack = Stack(
                         extra_inputs=(Path(testdisk.__file__),)),
     boot=boot,
     default_hypervisor="god",
-    hypervisors=("god", "qemu", "god-svm", "god-kirq"),
+    hypervisors=("god", "qemu", "god-svm", "god-kirq", "qemu-virt"),
     capabilities=frozenset({"serial", "agent", "mmio", "irq", "timer", "smp", "dma", "portseq", "blk", "vsock"}),
-    missing_on={"qemu": frozenset({"vsock"}), "god-svm": frozenset({"blk", "vsock", "dma", "portseq"})},
+    missing_on={"qemu": frozenset({"vsock"}), "god-svm": frozenset({"blk", "vsock", "dma", "portseq"}),
+                # the arm64 probe: no port I/O on arm64, no virtio driver or DMA area yet
+                "qemu-virt": frozenset({"blk", "vsock", "dma", "portseq"})},
     # (god-svm: the lane carries no disk or vsock socket yet, and the register and virtio suites'
     # dma/portseq commands are not yet run under nested TCG: docs/lane.md, "Known gaps")
     channels={"agent": agent_channel},
+    arch_recipes={"aarch64": aarch64_recipe()},
 )

@@ -1,6 +1,7 @@
 """Every guest agent speaks protocol.py: the same command names and the same error codes.
 
-The agents are written in C (guests/probe/agent.c), Zig (guests/zigu/kernel/agent.zig), Rust
+The agents are written in C (guests/probe/agent.c, and the arm64 probe's
+guests/probe/aarch64/agent.c), Zig (guests/zigu/kernel/agent.zig), Rust
 (guests/microkernelia/kernel/src/agent.rs) and shell (guests/zosia/rootfs/agent.sh); each
 defines its constants again because none can import Python. This test reads their sources
 (as tests/zigu/test_header_sync.py does for the ABI header) so a drift fails here, not as a
@@ -15,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from pytest_vmm.agent import protocol
-from pytest_vmm.agent.protocol import COMMANDS, ErrorCode
+from pytest_vmm.agent.protocol import ARCH_COMMANDS, COMMANDS, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = ROOT / "guests" / "probe" / "agent.c"
+PROBE_ARM64 = ROOT / "guests" / "probe" / "aarch64" / "agent.c"
 ZIGU = ROOT / "guests" / "zigu" / "kernel" / "agent.zig"
 MICROKERNELIA = ROOT / "guests" / "microkernelia" / "kernel" / "src" / "agent.rs"
 ZOSIA = ROOT / "guests" / "zosia" / "rootfs" / "agent.sh"
@@ -39,9 +41,13 @@ ERROR_ALIASES = {
 }
 
 
-def probe_commands() -> set[str]:
-    table = PROBE.read_text()
+def probe_commands(source: Path = PROBE) -> set[str]:
+    table = source.read_text()
     return set(re.findall(r'\{"([a-z_]+)",\s*h_\w+,\s*\d\}', table))
+
+
+def probe_arm64_commands() -> set[str]:
+    return probe_commands(PROBE_ARM64)
 
 
 def zigu_commands() -> set[str]:
@@ -93,6 +99,7 @@ def error_constants(source: Path, pattern: str) -> dict[str, int]:
 
 AGENT_COMMANDS = {
     "probe (C)": probe_commands,
+    "probe arm64 (C)": probe_arm64_commands,
     "zigu (Zig)": zigu_commands,
     "microkernelia (Rust)": microkernelia_commands,
     "zosia (shell)": zosia_commands,
@@ -100,7 +107,17 @@ AGENT_COMMANDS = {
 
 
 def test_the_probe_implements_every_command_of_the_protocol() -> None:
-    assert probe_commands() == COMMANDS
+    """The x86 probe answers every command but the arm64-only ones; the two probes together
+    answer the whole protocol."""
+    assert probe_commands() == COMMANDS - ARCH_COMMANDS["aarch64"]
+    assert probe_commands() | probe_arm64_commands() == COMMANDS
+
+
+def test_the_arm64_probe_answers_its_architecture_and_not_the_other() -> None:
+    arm = probe_arm64_commands()
+    assert ARCH_COMMANDS["aarch64"] <= arm, f"arm64 probe lacks {sorted(ARCH_COMMANDS['aarch64'] - arm)}"
+    assert not arm & ARCH_COMMANDS["x86_64"], f"arm64 probe names x86 commands {sorted(arm & ARCH_COMMANDS['x86_64'])}"
+    assert {"hello", "ping", "rd", "wr", "irq_arm", "irq_count", "eoi", "ipi", "clock", "exit"} <= arm
 
 
 @pytest.mark.parametrize("agent", sorted(AGENT_COMMANDS))
@@ -118,6 +135,7 @@ def test_client_and_docs_use_the_protocol_commands() -> None:
 
 @pytest.mark.parametrize(("agent", "source", "pattern"), [
     ("probe (C)", PROBE, r"^#define E_([A-Z_]+) (\d+)"),
+    ("probe arm64 (C)", PROBE_ARM64, r"^#define E_([A-Z_]+) (\d+)"),
     ("zigu (Zig)", ZIGU, r"^const E_([A-Z_]+) = (\d+);"),
     ("microkernelia (Rust)", MICROKERNELIA, r"^const E_([A-Z_]+): u\d+ = (\d+);"),
 ])
