@@ -21,8 +21,15 @@ from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Accel, Hypervisor, LaunchPlan
 from pytest_vmm.hypervisors.god import god_run_argv, host_arch
-from pytest_vmm.hypervisors.lane_arm64 import (ARM64_QEMU, GOD_SRC, LANE_MACHINE, build, god_layer_recipe,
-                                               lane_arm64_recipe, shared_lane)
+from pytest_vmm.hypervisors.lane_arm64 import (
+    ARM64_QEMU,
+    GOD_SRC,
+    LANE_MACHINE,
+    build,
+    god_layer_recipe,
+    lane_arm64_recipe,
+    shared_lane,
+)
 from pytest_vmm.stack import BootSpec, ImageRecipe
 
 HOST_ROOT_IN_LANE = "/host"
