@@ -32,10 +32,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pytest_vmm.agent.protocol import READY_REGEX  # noqa: E402
-from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache  # noqa: E402
-from pytest_vmm.hypervisors import lane_arm64  # noqa: E402
-from pytest_vmm.report.metrics import add_json_argument, emit, open_json  # noqa: E402
+from pytest_vmm.agent.protocol import READY_REGEX
+from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
+from pytest_vmm.hypervisors import lane_arm64
+from pytest_vmm.report.metrics import add_json_argument, emit, open_json
 
 CC, OBJCOPY = "aarch64-linux-gnu-gcc", "aarch64-linux-gnu-objcopy"
 LOOP_SRC = ROOT / "guests" / "lane_arm64" / "mmioloop.S"
