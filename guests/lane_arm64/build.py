@@ -39,10 +39,9 @@ GOD_SRC = GUESTS / "god" / "src"
 sys.path[:0] = [str(GUESTS / "lane")]
 sys.path.append(str(GUESTS / "linux"))
 
+import foreign  # guests/linux: arm64 Debian packages
 import pyset  # guests/lane: the stdlib closure of god's imports
 from initramfs import Tree  # guests/lane: the one cpio writer
-
-import foreign  # guests/linux: arm64 Debian packages
 
 PYVER = "3.11"
 PYTHON_DEBS = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's pytest_vmm
 
-from pytest_vmm.hypervisors.lane_arm64 import GOD_SRC, command_script, run_once  # noqa: E402
+from pytest_vmm.hypervisors.lane_arm64 import GOD_SRC, command_script, run_once
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,9 +68,26 @@ def god_run_argv(spec: BootSpec, python: Sequence[str], *, place: Callable[[Path
     return argv
 
 
+def host_arch(machine: str | None = None) -> str:
+    """The host's architecture as Hypervisor.arch spells it (``uname -m``; arm64 -> aarch64)."""
+    m = (machine or platform.machine()).lower()
+    return "aarch64" if m in ("aarch64", "arm64") else m
+
+
+def god_description(arch: str) -> str:
+    """What plain ``god`` runs on a host of ``arch`` (god picks its backend by the host's
+    architecture, god.arch): --vmm-list says which backend applies and where the other runs."""
+    if arch == "aarch64":
+        return ("god: this project's Python KVM VMM (guests/god): its arm64 backend, directly on this "
+                "arm64 host's /dev/kvm (god-arm64 runs the same backend in a TCG lane)")
+    return (f"god: this project's Python KVM VMM (guests/god): its {arch} backend on this host's KVM "
+            "(its arm64 backend runs here only in the ARM64 lane: god-arm64)")
+
+
 class God(Hypervisor):
     name = "god"
-    description = "god: this project's Python KVM VMM (guests/god)"
+    arch = host_arch()
+    description = god_description(arch)
     accels = ("kvm",)
     # god's own virtio-mmio devices (guests/god/src/god/virtio, docs/virtio.md).
     provides = frozenset({"vsock", "blk"})
@@ -78,7 +96,10 @@ class God(Hypervisor):
         if not host.python_module("god"):
             return "the god package is not installed (pip install -e guests/god)"
         if not host.kvm_usable:
-            return host.kvm_problem or "KVM is not usable here"
+            problem = host.kvm_problem or "KVM is not usable here"
+            if self.arch == "aarch64":
+                problem += " (god's arm64 backend needs /dev/kvm here; god-arm64 runs it in a TCG lane)"
+            return problem
         return ""
 
     def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:

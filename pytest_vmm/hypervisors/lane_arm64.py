@@ -287,10 +287,11 @@ def shared_lane(image: BuiltImage, god_layer: BuiltImage) -> SharedLane:
     return _shared
 
 
-def stop_shared_lane() -> None:
+def stop_shared_lane() -> list[str]:
+    """Stop the session's lane (if one runs); what it left behind (also printed)."""
     global _shared
     lane, _shared = _shared, None
-    if lane is not None:
-        leaks = lane.stop()
-        if leaks:
-            print("pytest-vmm: god-arm64 lane left things behind: " + "; ".join(leaks), file=sys.stderr)
+    leaks = lane.stop() if lane is not None else []
+    if leaks:
+        print("pytest-vmm: god-arm64 lane left things behind: " + "; ".join(leaks), file=sys.stderr)
+    return leaks

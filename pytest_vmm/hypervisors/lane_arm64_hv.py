@@ -20,9 +20,16 @@ from pathlib import Path
 from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Accel, Hypervisor, LaunchPlan
-from pytest_vmm.hypervisors.god import god_run_argv
-from pytest_vmm.hypervisors.lane_arm64 import (ARM64_QEMU, GOD_SRC, LANE_MACHINE, build, god_layer_recipe,
-                                               lane_arm64_recipe, shared_lane)
+from pytest_vmm.hypervisors.god import god_run_argv, host_arch
+from pytest_vmm.hypervisors.lane_arm64 import (
+    ARM64_QEMU,
+    GOD_SRC,
+    LANE_MACHINE,
+    build,
+    god_layer_recipe,
+    lane_arm64_recipe,
+    shared_lane,
+)
 from pytest_vmm.stack import BootSpec, ImageRecipe
 
 HOST_ROOT_IN_LANE = "/host"
@@ -60,10 +67,17 @@ def in_lane(path: Path) -> str:
     return HOST_ROOT_IN_LANE + str(Path(path).resolve())
 
 
+def lane_description(arch: str) -> str:
+    text = ("god's arm64 backend over the real arm64 KVM inside QEMU TCG aarch64 "
+            "(-M virt,virtualization=on): one lane per session serves every machine (docs/lane.md)")
+    if arch == "aarch64":
+        text += "; on this arm64 host plain god runs that backend directly on /dev/kvm, much faster"
+    return text
+
+
 class GodArm64Lane(Hypervisor):
     name = "god-arm64"
-    description = ("god's arm64 backend over the real arm64 KVM inside QEMU TCG aarch64 "
-                   "(-M virt,virtualization=on): one lane per session serves every machine (docs/lane.md)")
+    description = lane_description(host_arch())
     arch = "aarch64"
     accels: tuple[Accel, ...] = ("tcg",)
     process_also_runs = "a client of the shared ARM64 lane (QEMU TCG), where god and its guest run"

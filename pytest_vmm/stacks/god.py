@@ -82,11 +82,12 @@ stack = Stack(
                         extra_inputs=(Path(testdisk.__file__),)),
     boot=boot,
     default_hypervisor="god",
-    hypervisors=("god", "qemu", "god-svm", "god-kirq", "qemu-virt"),
+    hypervisors=("god", "qemu", "god-svm", "god-kirq", "qemu-virt", "god-arm64"),
     capabilities=frozenset({"serial", "agent", "mmio", "irq", "timer", "smp", "dma", "portseq", "blk", "vsock"}),
     missing_on={"qemu": frozenset({"vsock"}), "god-svm": frozenset({"blk", "vsock", "dma", "portseq"}),
                 # the arm64 probe: no port I/O on arm64, no virtio driver or DMA area yet
-                "qemu-virt": frozenset({"blk", "vsock", "dma", "portseq"})},
+                "qemu-virt": frozenset({"blk", "vsock", "dma", "portseq"}),
+                "god-arm64": frozenset({"blk", "vsock", "dma", "portseq"})},
     # (god-svm: the lane carries no disk or vsock socket yet, and the register and virtio suites'
     # dma/portseq commands are not yet run under nested TCG: docs/lane.md, "Known gaps")
     channels={"agent": agent_channel},

@@ -30,12 +30,17 @@ static inline void irq_on(void) { __asm__ volatile("msr daifclr, #2" ::: "memory
 static inline int this_cpu(void) { return (int)read_sysreg(tpidr_el1); }
 static inline u64 cntvct(void) { isb(); return read_sysreg(cntvct_el0); }
 static inline u64 cntfrq(void) { return read_sysreg(cntfrq_el0) & 0xffffffffULL; }
-static inline u32 r32(u64 a) { return *(volatile u32 *)a; }
-static inline void w32(u64 a, u32 v) { *(volatile u32 *)a = v; }
-static inline u64 r64(u64 a) { return *(volatile u64 *)a; }
-static inline void w64(u64 a, u64 v) { *(volatile u64 *)a = v; }
-static inline u8 r8(u64 a) { return *(volatile u8 *)a; }
-static inline void w8(u64 a, u8 v) { *(volatile u8 *)a = v; }
+/* MMIO accessors: one load/store of a single register, base register only, no writeback.
+ * Only those carry a valid instruction syndrome (ESR_ELx.ISV = 1, Arm ARM D17.2.40), which
+ * KVM needs to emulate the access (in-kernel vGIC or a KVM_EXIT_MMIO); a plain volatile
+ * dereference lets the compiler pick post-index forms ("str w1, [x0], #4"), and KVM_RUN then
+ * fails with ENOSYS. TCG executes either form, so only real KVM shows the difference. */
+static inline u32 r32(u64 a) { u32 v; __asm__ volatile("ldr %w0, [%1]" : "=r"(v) : "r"(a) : "memory"); return v; }
+static inline void w32(u64 a, u32 v) { __asm__ volatile("str %w0, [%1]" : : "rZ"(v), "r"(a) : "memory"); }
+static inline u64 r64(u64 a) { u64 v; __asm__ volatile("ldr %x0, [%1]" : "=r"(v) : "r"(a) : "memory"); return v; }
+static inline void w64(u64 a, u64 v) { __asm__ volatile("str %x0, [%1]" : : "rZ"(v), "r"(a) : "memory"); }
+static inline u8 r8(u64 a) { u32 v; __asm__ volatile("ldrb %w0, [%1]" : "=r"(v) : "r"(a) : "memory"); return (u8)v; }
+static inline void w8(u64 a, u8 v) { __asm__ volatile("strb %w0, [%1]" : : "rZ"((u32)v), "r"(a) : "memory"); }
 
 /* boot.S */
 extern u8 cpu_stacks[];
