@@ -156,3 +156,13 @@ def test_zosia_shell_agent_fails_only_with_protocol_codes() -> None:
 
 def test_protocol_module_names_every_command_once() -> None:
     assert all(protocol._TOKEN_RE.match(name) for name in COMMANDS)
+
+
+def test_the_arm64_probe_exits_with_gods_reset2_type() -> None:
+    """The arm64 probe leaves god through PSCI SYSTEM_RESET2 with god's vendor reset type: the
+    C define and god's constant are one value (guests/probe/aarch64/probe.h, god.arch.aarch64)."""
+    from god.arch.aarch64.runner import RESET2_GOD_EXIT
+
+    header = (ROOT / "guests" / "probe" / "aarch64" / "probe.h").read_text()
+    m = re.search(r"#define GOD_RESET2_EXIT (0x[0-9A-Fa-f]+)ULL", header)
+    assert m and int(m.group(1), 16) == RESET2_GOD_EXIT

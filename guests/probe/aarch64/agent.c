@@ -381,17 +381,20 @@ static int h_gic_eoimode(struct ctx *c) {
 /* GICR_WAKER (IHI 0069, 12.11.41): ProcessorSleep=1 must be followed by ChildrenAsleep=1,
  * ProcessorSleep=0 by ChildrenAsleep=0; done with interrupts masked (the redistributor does
  * not forward while asleep) and always left awake */
+/* Polls of ChildrenAsleep: immediate on QEMU, a few on hardware; each poll is an MMIO exit
+ * (~2 ms in the ARM64 lane), so a GIC that never answers costs ~4 s, not the agent's timeout. */
+#define WAKER_SPINS 2000u
 static int h_gicr_waker(struct ctx *c) {
     u64 w = gicr_base(c->cpu) + 0x14;
     irq_off();
     u32 before = r32(w);
     w32(w, before | 2);
     u32 asleep = 0, spins_sleep = 0, spins_wake = 0;
-    for (; spins_sleep < 1000000 && !((asleep = r32(w)) & 4); spins_sleep++)
+    for (; spins_sleep < WAKER_SPINS && !((asleep = r32(w)) & 4); spins_sleep++)
         ;
     w32(w, r32(w) & ~2u);
     u32 awake = 0;
-    for (; spins_wake < 1000000 && ((awake = r32(w)) & 4); spins_wake++)
+    for (; spins_wake < WAKER_SPINS && ((awake = r32(w)) & 4); spins_wake++)
         ;
     irq_on();
     o_kv_hex(c->o, "before", before);

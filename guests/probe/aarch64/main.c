@@ -27,8 +27,9 @@ void *memset(void *d, int c, unsigned long n) {
 
 /* Exit with a status the host sees, (s << 1) | 1 as through the x86 exit port: Arm semihosting
  * SYS_EXIT (ADP_Stopped_ApplicationExit) where the hypervisor implements it (QEMU TCG), else
- * PSCI SYSTEM_OFF with that odd status in x1 for a VMM that reads it (god; SMCCC callers such
- * as Linux pass x1 = 0, a plain power-off). */
+ * PSCI SYSTEM_RESET2 with god's vendor reset type and s as the cookie where PSCI_FEATURES
+ * says RESET2 exists (KVM's PSCI 1.1: god), else a plain SYSTEM_OFF (x1 carries the odd status
+ * for a VMM that wants it; DEN0022 gives SYSTEM_OFF no arguments). */
 void system_exit(u64 status) {
     static u64 block[2];
     irq_off();
@@ -37,6 +38,8 @@ void system_exit(u64 status) {
     semihost_trying = 1;
     semihost_exit(block);
     semihost_trying = 0;
+    if (psci_call(PSCI_FEATURES, PSCI_SYSTEM_RESET2, 0, 0) >= 0)
+        psci_call(PSCI_SYSTEM_RESET2, GOD_RESET2_EXIT, status, 0);
     psci_call(PSCI_SYSTEM_OFF, block[1], 0, 0);
 }
 

@@ -56,6 +56,11 @@ void semihost_exit(const u64 *block);
 #define PSCI_AFFINITY_INFO 0xC4000004ULL
 #define PSCI_SYSTEM_OFF 0x84000008ULL
 #define PSCI_FEATURES 0x8400000AULL
+#define PSCI_SYSTEM_RESET2 0xC4000012ULL
+/* god's vendor-specific SYSTEM_RESET2 reset type (DEN0022D 5.20.1: bit 31 set = vendor); the
+ * cookie (x2) is the exit-port value v, the host sees (v << 1) | 1. Defined in god as
+ * god.arch.aarch64.runner.RESET2_GOD_EXIT; tests/agent/test_agent_sync.py keeps them equal. */
+#define GOD_RESET2_EXIT 0x8000060DULL
 
 /* main.c */
 extern volatile int cpus_online;
