@@ -83,10 +83,16 @@ def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
         append += f" tsc_early_khz={host.cpu_khz}"
     # Under TCG one vCPU is faster (MTTCG on 2 shared cores, llama.cpp's spinning threads).
     cpus = int(str(info.get("cpus_kvm" if host.hardware_kvm else "cpus_tcg", 1)))
+    return _agent_spec(image, info, "pvh", append, cpus, qemu_machine=machine)
+
+
+def _agent_spec(image: BuiltImage, info: dict[str, object], kernel_format: str, append: str,
+                cpus: int, **extra: object) -> BootSpec:
+    """The BootSpec both architectures share: kernel, initrd, model disk, the agent's console."""
     disk = info.get("disk")
     return BootSpec(
         kernel=image.file(str(info["kernel"])),
-        kernel_format="pvh",
+        kernel_format=kernel_format,
         initrd=image.file(str(info["initrd"])),
         cmdline=f"{append} {AGENT_ARGS}",
         mem_mib=int(str(info.get("memory_mib", 512))),
@@ -95,7 +101,7 @@ def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
         ready=agent_ready_pattern(),
         fail_patterns=list(FAIL_PATTERNS),
         boot_timeout_s=30.0,
-        qemu_machine=machine,
+        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -105,20 +111,8 @@ def boot_aarch64(image: BuiltImage, info: dict[str, object], host: HostInfo) -> 
     assert isinstance(qemu, dict)
     # A virtualized arm64 vCPU (kvm on arm64 Linux, hvf on macOS) gets the cores; TCG one.
     cpus = int(str(info.get("cpus_kvm" if _host_is_arm64() else "cpus_tcg", 1)))
-    disk = info.get("disk")
-    return BootSpec(
-        kernel=image.file(str(info["kernel"])),
-        kernel_format="auto",
-        initrd=image.file(str(info["initrd"])),
-        cmdline=f"{info['append']} {AGENT_ARGS}",
-        mem_mib=int(str(info.get("memory_mib", 512))),
-        cpus=cpus,
-        disks=[Disk(image.file(str(disk)), read_only=bool(info.get("disk_readonly", True)))] if disk else [],
-        ready=agent_ready_pattern(),
-        fail_patterns=list(FAIL_PATTERNS),
-        boot_timeout_s=30.0,
-        qemu_machine=str(qemu.get("machine", "virt,gic-version=3")),
-    )
+    return _agent_spec(image, info, "auto", str(info["append"]), cpus,
+                       qemu_machine=str(qemu.get("machine", "virt,gic-version=3")))
 
 
 def set_uefi(spec: BootSpec, firmware: Path = UEFI_FIRMWARE) -> BootSpec:
