@@ -1,78 +1,15 @@
-/* The agent: request lines in, reply lines out (docs/agent-protocol.md).
- *
- *   request  @><id> <cmd> [key=value ...] *<cs>
- *   reply    @@<id> ok|err|go ... *<cs>      cs = sum of the line's bytes before " *", mod 256
+/* The x86 probe's commands (docs/agent-protocol.md); the framing and the console loop are
+ * protocol.c, shared with the arm64 probe.
  *
  * The BSP reads and answers; "cpu=N" hands the parsed request to that CPU through a mailbox
  * and an IPI, and the BSP prints what it wrote. */
 #include "probe.h"
+#include "protocol.h"
 
-#define MAXARGS 12
-#define E_FRAME 1
-#define E_UNKNOWN 2
-#define E_ARG 3
-#define E_WIDTH 4
-#define E_FAULT 5
-#define E_TIMEOUT 6
-#define E_NOCPU 7
-#define E_UNSUPPORTED 8
 #define MEM_CHUNK 96           /* bytes per mrd/mwr line: 192 hex digits stay under 240 */
 #define DMA_AREA_SIZE 0x40000  /* 256 KiB for host-side drivers' rings and buffers */
 
 static u8 dma_area[DMA_AREA_SIZE] __attribute__((aligned(4096)));
-
-struct req {
-    char *id;
-    char *cmd;
-    int nargs;
-    char *key[MAXARGS];
-    char *val[MAXARGS];
-};
-
-struct ctx {
-    struct req *r;
-    struct out *o;  /* the reply body after "@@<id> ok" */
-    int cpu;        /* CPU running the handler */
-    const char *err_text;
-    u64 err_val;
-    int has_err_val;
-};
-
-typedef int (*handler_fn)(struct ctx *c);
-
-/* ------------------------------------------------------------------ argument access */
-static const char *arg_str(struct ctx *c, const char *k) {
-    for (int i = 0; i < c->r->nargs; i++)
-        if (streq(c->r->key[i], k))
-            return c->r->val[i];
-    return 0;
-}
-
-/* 0: ok; else E_ARG with the key named in the error text */
-static int arg_u64(struct ctx *c, const char *k, u64 *v, int required, u64 dflt, u64 max) {
-    const char *s = arg_str(c, k);
-    if (!s) {
-        if (required) {
-            c->err_text = k;
-            return E_ARG;
-        }
-        *v = dflt;
-        return 0;
-    }
-    if (parse_u64(s, v) || *v > max) {
-        c->err_text = k;
-        return E_ARG;
-    }
-    return 0;
-}
-
-#define ARG(name, key, req, dflt, max)                            \
-    u64 name;                                                     \
-    do {                                                          \
-        int e_ = arg_u64(c, key, &name, req, dflt, max);          \
-        if (e_)                                                   \
-            return e_;                                            \
-    } while (0)
 
 static u64 ms_to_tsc(u64 ms) { return ns_to_tsc(ms * 1000000ULL); }
 
@@ -469,8 +406,6 @@ static int h_rx_burst(struct ctx *c);
 #define SEQ_MAX_RESULTS 48
 #define SEQ_MAX_MS 3000
 
-static int hexval(char ch);
-
 static int seq_num(const char **p, u64 *v) {
     u64 x = 0;
     int n = 0, d;
@@ -622,13 +557,6 @@ static int h_dma(struct ctx *c) {
     return 0;
 }
 
-static int hexval(char ch) {
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
 static int h_mrd(struct ctx *c) {
     static const char hex[] = "0123456789abcdef";
     ARG(addr, "addr", 1, 0, ~0ULL);
@@ -731,12 +659,6 @@ static int h_vmmio(struct ctx *c) {
 }
 
 /* ------------------------------------------------------------------ dispatch */
-struct command {
-    const char *name;
-    handler_fn fn;
-    u8 bsp_only; /* talks to the host mid-command or drives BSP-routed lines */
-};
-
 static const struct command commands[] = {
     {"hello", h_hello, 0},         {"ping", h_ping, 0},           {"cpuid", h_cpuid, 0},           {"in", h_in, 0},
     {"out", h_out, 0},             {"rd", h_rd, 0},               {"wr", h_wr, 0},
@@ -751,61 +673,6 @@ static const struct command commands[] = {
     {"ioseq", h_ioseq, 1},         {"uart_seq", h_uart_seq, 1},   {"mfind", h_mfind, 0},
 };
 
-static u8 sum8(const char *s, int n) {
-    u32 sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += (u8)s[i];
-    return (u8)sum;
-}
-
-/* "@@<id> <status>" + body + " *cs\r\n" onto the console */
-static void send_frame(const char *id, const char *status, struct out *body) {
-    struct out o;
-    static const char hex[] = "0123456789abcdef";
-    o.n = 0;
-    o_str(&o, "@@");
-    o_str(&o, id);
-    o_chr(&o, ' ');
-    o_str(&o, status);
-    for (int i = 0; i < body->n; i++)
-        o_chr(&o, body->buf[i]);
-    u8 cs = sum8(o.buf, o.n);
-    o.buf[o.n++] = ' ';
-    o.buf[o.n++] = '*';
-    o.buf[o.n++] = hex[cs >> 4];
-    o.buf[o.n++] = hex[cs & 15];
-    o.buf[o.n++] = '\r';
-    o.buf[o.n++] = '\n';
-    uart_write(o.buf, o.n);
-}
-
-static void send_error(const char *id, int code, const char *text, u64 val, int has_val) {
-    struct out b;
-    b.n = 0;
-    o_chr(&b, ' ');
-    o_dec(&b, (u64)code);
-    o_chr(&b, ' ');
-    o_str(&b, text);
-    if (has_val) {
-        o_chr(&b, ' ');
-        o_hex(&b, val);
-    }
-    send_frame(id, "err", &b);
-}
-
-static const char *error_text(int code) {
-    switch (code) {
-    case E_FRAME: return "bad frame";
-    case E_UNKNOWN: return "unknown command";
-    case E_ARG: return "bad argument";
-    case E_WIDTH: return "unsupported width";
-    case E_FAULT: return "fault on access";
-    case E_TIMEOUT: return "timeout";
-    case E_NOCPU: return "no such cpu";
-    default: return "unsupported";
-    }
-}
-
 /* ------------------------------------------------------------------ cross-CPU mailbox */
 static struct {
     volatile int pending;
@@ -815,7 +682,7 @@ static struct {
     volatile int rc;
 } mailbox[MAX_CPUS];
 
-static int run_on(int cpu, const struct command *cmd, struct ctx *c) {
+int agent_run_on(int cpu, const struct command *cmd, struct ctx *c) {
     c->cpu = cpu;
     if (cpu == 0)
         return cmd->fn(c);
@@ -859,127 +726,6 @@ void agent_ap_loop(int cpu) {
         sti_hlt();
     }
 }
-
-/* ------------------------------------------------------------------ line handling */
-static char *id_of_current;
-
-static void handle_line(char *line, int len) {
-    int start = -1;
-    for (int i = 0; i + 1 < len; i++)
-        if (line[i] == '@' && line[i + 1] == '>')
-            start = i; /* the last prefix wins: garbage before a request is dropped */
-    if (start < 0)
-        return;
-    char *s = line + start;
-    int n = len - start;
-    int star = -1;
-    for (int i = n - 2; i >= 0; i--)
-        if (s[i] == ' ' && s[i + 1] == '*') {
-            star = i;
-            break;
-        }
-    /* the id: digits after "@>" */
-    int p = 2;
-    while (p < n && s[p] >= '0' && s[p] <= '9')
-        p++;
-    if (p == 2 || p > 11 || p >= n || s[p] != ' ')
-        return; /* no usable id: nothing to answer to */
-    char id[12];
-    memcpy(id, s + 2, (unsigned long)(p - 2));
-    id[p - 2] = 0;
-    if (star < p) {
-        send_error(id, E_FRAME, "missing checksum", 0, 0);
-        return;
-    }
-    u64 want;
-    char cs_text[3] = {0, 0, 0};
-    if (n - star - 2 == 2) {
-        cs_text[0] = s[star + 2];
-        cs_text[1] = s[star + 3];
-    }
-    char hexbuf[5] = {'0', 'x', cs_text[0], cs_text[1], 0};
-    if (!cs_text[0] || parse_u64(hexbuf, &want) || want != sum8(s, star)) {
-        send_error(id, E_FRAME, "bad checksum", 0, 0);
-        return;
-    }
-    /* tokens between the id and the checksum */
-    s[star] = 0;
-    struct req r;
-    r.id = id;
-    r.cmd = 0;
-    r.nargs = 0;
-    char *t = s + p;
-    int cpu = 0;
-    for (;;) {
-        while (*t == ' ')
-            t++;
-        if (!*t)
-            break;
-        char *w = t;
-        while (*t && *t != ' ')
-            t++;
-        if (*t)
-            *t++ = 0;
-        if (!r.cmd) {
-            r.cmd = w;
-            continue;
-        }
-        char *eq = w;
-        while (*eq && *eq != '=')
-            eq++;
-        if (!*eq || eq == w || r.nargs == MAXARGS) {
-            send_error(id, E_ARG, "arguments are key=value", 0, 0);
-            return;
-        }
-        *eq = 0;
-        if (streq(w, "cpu")) {
-            u64 v;
-            if (parse_u64(eq + 1, &v) || v >= MAX_CPUS) {
-                send_error(id, E_NOCPU, "no such cpu", 0, 0);
-                return;
-            }
-            cpu = (int)v;
-            continue;
-        }
-        r.key[r.nargs] = w;
-        r.val[r.nargs] = eq + 1;
-        r.nargs++;
-    }
-    if (!r.cmd) {
-        send_error(id, E_FRAME, "missing command", 0, 0);
-        return;
-    }
-    const struct command *cmd = 0;
-    for (unsigned i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (streq(commands[i].name, r.cmd))
-            cmd = &commands[i];
-    if (!cmd) {
-        send_error(id, E_UNKNOWN, "unknown command", 0, 0);
-        return;
-    }
-    if (cpu >= cpus_online) {
-        send_error(id, E_NOCPU, "cpu is not online", 0, 0);
-        return;
-    }
-    if (cpu != 0 && cmd->bsp_only) {
-        send_error(id, E_ARG, "this command runs on cpu 0 only", 0, 0);
-        return;
-    }
-    struct out body;
-    body.n = 0;
-    struct ctx c = {&r, &body, cpu, 0, 0, 0};
-    id_of_current = id;
-    int rc = run_on(cpu, cmd, &c);
-    id_of_current = 0;
-    if (rc) {
-        send_error(id, rc, c.err_text ? c.err_text : error_text(rc), c.err_val, c.has_err_val);
-        return;
-    }
-    send_frame(id, "ok", &body);
-}
-
-/* interim "go": the guest is ready for the host's part of the test */
-static void send_go(struct out *body) { send_frame(id_of_current, "go", body); }
 
 static int h_rx_burst(struct ctx *c) {
     ARG(n, "n", 1, 1, 1000000);
@@ -1039,42 +785,19 @@ static int h_irq_hold(struct ctx *c) {
     return 0;
 }
 
-void agent_banner(void) {
-    struct out b;
-    b.n = 0;
-    o_str(&b, "@@ready proto=1 name=probe");
-    u8 cs = sum8(b.buf, b.n);
-    o_str(&b, " *");
-    static const char hex[] = "0123456789abcdef";
-    o_chr(&b, hex[cs >> 4]);
-    o_chr(&b, hex[cs & 15]);
-    o_str(&b, "\r\n");
-    uart_write(b.buf, b.n);
+/* ------------------------------------------------------------------ the console loop */
+int agent_cpu_state(u64 cpu) {
+    if (cpu >= MAX_CPUS)
+        return -1;
+    return (int)cpu < cpus_online;
 }
 
-void agent_loop(void) {
-    static char line[256];
-    int len = 0, overflow = 0;
-    for (;;) {
-        int ch = rx_getc();
-        if (ch < 0) {
-            cli();
-            if (!rx_available())
-                sti_hlt();
-            else
-                sti();
-            continue;
-        }
-        if (ch == '\n' || ch == '\r') {
-            if (len && !overflow)
-                handle_line(line, len);
-            len = 0;
-            overflow = 0;
-            continue;
-        }
-        if (len < (int)sizeof(line) - 1)
-            line[len++] = (char)ch;
-        else
-            overflow = 1;
-    }
+void agent_wait_for_rx(void) {
+    cli();
+    if (!rx_available())
+        sti_hlt();
+    else
+        sti();
 }
+
+void agent_loop(void) { agent_serve(commands, sizeof(commands) / sizeof(commands[0])); }

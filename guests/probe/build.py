@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["boot.S", "main.c", "mp.c", "intr.c", "timer.c", "uart.c", "agent.c", "fmt.c"]
+SOURCES = ["boot.S", "main.c", "mp.c", "intr.c", "timer.c", "uart.c", "agent.c", "protocol.c", "fmt.c"]
 CFLAGS = [
     "-std=gnu11", "-ffreestanding", "-mgeneral-regs-only", "-mno-red-zone", "-fno-pic", "-fno-pie",
     "-fno-stack-protector", "-O2", "-fno-asynchronous-unwind-tables", "-fno-tree-loop-distribute-patterns",

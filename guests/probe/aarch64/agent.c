@@ -3,116 +3,9 @@
  * GIC, generic timer and PSCI checks have commands of their own. "cpu=N" runs a request on
  * vCPU N through a mailbox (SEV wakes it). */
 #include "probe.h"
-
-#define MAXARGS 12
-#define E_FRAME 1
-#define E_UNKNOWN 2
-#define E_ARG 3
-#define E_WIDTH 4
-#define E_FAULT 5
-#define E_TIMEOUT 6
-#define E_NOCPU 7
-#define E_UNSUPPORTED 8
-
-struct req {
-    char *cmd;
-    int nargs;
-    char *key[MAXARGS];
-    char *val[MAXARGS];
-};
-
-struct ctx {
-    struct req *r;
-    struct out *o;
-    int cpu;
-    const char *err_text;
-};
-
-typedef int (*handler_fn)(struct ctx *c);
-
-static const char *arg_str(struct ctx *c, const char *k) {
-    for (int i = 0; i < c->r->nargs; i++)
-        if (streq(c->r->key[i], k))
-            return c->r->val[i];
-    return 0;
-}
-
-static int arg_u64(struct ctx *c, const char *k, u64 *v, int required, u64 dflt, u64 max) {
-    const char *s = arg_str(c, k);
-    if (!s) {
-        if (required) {
-            c->err_text = k;
-            return E_ARG;
-        }
-        *v = dflt;
-        return 0;
-    }
-    if (parse_u64(s, v) || *v > max) {
-        c->err_text = k;
-        return E_ARG;
-    }
-    return 0;
-}
-
-#define ARG(var, key, req, dflt, max)                           \
-    u64 var;                                                    \
-    do {                                                        \
-        int rc_ = arg_u64(c, key, &var, req, dflt, max);        \
-        if (rc_)                                                \
-            return rc_;                                         \
-    } while (0)
+#include "../protocol.h"
 
 static u64 ms_to_cnt(u64 ms) { return ns_to_cnt(ms * 1000000ULL); }
-
-static u8 sum8(const char *s, int n) {
-    u8 v = 0;
-    for (int i = 0; i < n; i++)
-        v = (u8)(v + (u8)s[i]);
-    return v;
-}
-
-static void send_frame(const char *id, const char *status, struct out *body) {
-    struct out o;
-    o.n = 0;
-    o_str(&o, "@@");
-    o_str(&o, id);
-    o_chr(&o, ' ');
-    o_str(&o, status);
-    for (int i = 0; i < body->n; i++)
-        o_chr(&o, body->buf[i]);
-    u8 cs = sum8(o.buf, o.n);
-    static const char hex[] = "0123456789abcdef";
-    o.buf[o.n++] = ' ';
-    o.buf[o.n++] = '*';
-    o.buf[o.n++] = hex[cs >> 4];
-    o.buf[o.n++] = hex[cs & 15];
-    o.buf[o.n++] = '\r';
-    o.buf[o.n++] = '\n';
-    uart_write(o.buf, o.n);
-}
-
-static void send_error(const char *id, int code, const char *text) {
-    struct out b;
-    b.n = 0;
-    o_chr(&b, ' ');
-    o_dec(&b, (u64)code);
-    o_chr(&b, ' ');
-    for (const char *t = text; *t; t++)
-        o_chr(&b, *t == ' ' || *t == '@' ? '_' : *t);
-    send_frame(id, "err", &b);
-}
-
-static const char *error_text(int rc) {
-    switch (rc) {
-    case E_ARG: return "bad_argument";
-    case E_WIDTH: return "width_must_be_1_2_4_8";
-    case E_FAULT: return "access_faulted";
-    case E_TIMEOUT: return "timed_out";
-    case E_NOCPU: return "cpu_not_online";
-    case E_UNSUPPORTED: return "unsupported";
-    default: return "error";
-    }
-}
 
 /* ------------------------------------------------------------------ commands */
 static int h_hello(struct ctx *c) {
@@ -313,8 +206,6 @@ static int h_uart_stats(struct ctx *c) {
     return 0;
 }
 
-static char *id_of_current;
-
 static int h_rx_burst(struct ctx *c) {
     ARG(n, "n", 1, 1, 1000000);
     ARG(ms, "ms", 0, 5000, 600000);
@@ -323,7 +214,7 @@ static int h_rx_burst(struct ctx *c) {
     u32 irq0 = rx_irqs, ovr0 = rx_overruns, drop0 = rx_dropped, empty0 = rx_empty_irqs;
     while (rx_available())
         (void)rx_getc();
-    send_frame(id_of_current, "go", &g);
+    send_go(&g);
     u64 end = cntvct() + ms_to_cnt(ms), got = 0;
     u32 h = 0x811C9DC5u;
     while (got < n) {
@@ -502,12 +393,6 @@ static int h_uart_tx_irq(struct ctx *c) {
     return 0;
 }
 
-struct command {
-    const char *name;
-    handler_fn fn;
-    int bsp_only;
-};
-
 static const struct command commands[] = {
     {"hello", h_hello, 0},
     {"ping", h_ping, 0},
@@ -543,7 +428,7 @@ static volatile struct {
     int pending, done;
 } mailbox[MAX_CPUS];
 
-static int run_on(int cpu, const struct command *cmd, struct ctx *c) {
+int agent_run_on(int cpu, const struct command *cmd, struct ctx *c) {
     if (cpu == 0)
         return cmd->fn(c);
     mailbox[cpu].cmd = cmd;
@@ -580,153 +465,18 @@ void agent_secondary_loop(int cpu) {
     }
 }
 
-/* ------------------------------------------------------------------ line handling */
-static void handle_line(char *line, int len) {
-    int start = -1;
-    for (int i = 0; i + 1 < len; i++)
-        if (line[i] == '@' && line[i + 1] == '>')
-            start = i;
-    if (start < 0)
-        return;
-    char *s = line + start;
-    int n = len - start;
-    int star = -1;
-    for (int i = n - 2; i >= 0; i--)
-        if (s[i] == ' ' && s[i + 1] == '*') {
-            star = i;
-            break;
-        }
-    int p = 2;
-    while (p < n && s[p] >= '0' && s[p] <= '9')
-        p++;
-    if (p == 2 || p > 11 || p >= n || s[p] != ' ')
-        return;
-    char id[12];
-    memcpy(id, s + 2, (unsigned long)(p - 2));
-    id[p - 2] = 0;
-    if (star < p) {
-        send_error(id, E_FRAME, "missing checksum");
-        return;
-    }
-    u64 want;
-    char hexbuf[5] = {'0', 'x', 0, 0, 0};
-    if (n - star - 2 == 2) {
-        hexbuf[2] = s[star + 2];
-        hexbuf[3] = s[star + 3];
-    }
-    if (!hexbuf[2] || parse_u64(hexbuf, &want) || want != sum8(s, star)) {
-        send_error(id, E_FRAME, "bad checksum");
-        return;
-    }
-    s[star] = 0;
-    struct req r;
-    r.cmd = 0;
-    r.nargs = 0;
-    char *t = s + p;
-    int cpu = 0;
-    for (;;) {
-        while (*t == ' ')
-            t++;
-        if (!*t)
-            break;
-        char *w = t;
-        while (*t && *t != ' ')
-            t++;
-        if (*t)
-            *t++ = 0;
-        if (!r.cmd) {
-            r.cmd = w;
-            continue;
-        }
-        char *eq = w;
-        while (*eq && *eq != '=')
-            eq++;
-        if (!*eq || eq == w || r.nargs == MAXARGS) {
-            send_error(id, E_ARG, "arguments are key=value");
-            return;
-        }
-        *eq = 0;
-        if (streq(w, "cpu")) {
-            u64 v;
-            if (parse_u64(eq + 1, &v) || v >= MAX_CPUS) {
-                send_error(id, E_NOCPU, "no such cpu");
-                return;
-            }
-            cpu = (int)v;
-            continue;
-        }
-        r.key[r.nargs] = w;
-        r.val[r.nargs] = eq + 1;
-        r.nargs++;
-    }
-    if (!r.cmd) {
-        send_error(id, E_FRAME, "missing command");
-        return;
-    }
-    const struct command *cmd = 0;
-    for (unsigned i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (streq(commands[i].name, r.cmd))
-            cmd = &commands[i];
-    if (!cmd) {
-        send_error(id, E_UNKNOWN, "unknown command");
-        return;
-    }
-    if (!cpu_up[cpu]) {
-        send_error(id, E_NOCPU, "cpu is not online");
-        return;
-    }
-    if (cpu != 0 && cmd->bsp_only) {
-        send_error(id, E_ARG, "this command runs on cpu 0 only");
-        return;
-    }
-    struct out body;
-    body.n = 0;
-    struct ctx c = {&r, &body, cpu, 0};
-    id_of_current = id;
-    int rc = run_on(cpu, cmd, &c);
-    id_of_current = 0;
-    if (rc) {
-        send_error(id, rc, c.err_text ? c.err_text : error_text(rc));
-        return;
-    }
-    send_frame(id, "ok", &body);
+/* ------------------------------------------------------------------ the console loop */
+int agent_cpu_state(u64 cpu) {
+    if (cpu >= MAX_CPUS)
+        return -1;
+    return cpu_up[cpu] != 0;
 }
 
-void agent_banner(void) {
-    struct out b;
-    b.n = 0;
-    o_str(&b, "@@ready proto=1 name=probe");
-    u8 cs = sum8(b.buf, b.n);
-    static const char hex[] = "0123456789abcdef";
-    o_str(&b, " *");
-    o_chr(&b, hex[cs >> 4]);
-    o_chr(&b, hex[cs & 15]);
-    o_str(&b, "\r\n");
-    uart_write(b.buf, b.n);
+void agent_wait_for_rx(void) {
+    irq_off();
+    if (!rx_available())
+        __asm__ volatile("wfi" ::: "memory");
+    irq_on();
 }
 
-void agent_loop(void) {
-    static char line[256];
-    int len = 0, overflow = 0;
-    for (;;) {
-        int ch = rx_getc();
-        if (ch < 0) {
-            irq_off();
-            if (!rx_available())
-                __asm__ volatile("wfi" ::: "memory");
-            irq_on();
-            continue;
-        }
-        if (ch == '\n' || ch == '\r') {
-            if (len && !overflow)
-                handle_line(line, len);
-            len = 0;
-            overflow = 0;
-            continue;
-        }
-        if (len < (int)sizeof(line) - 1)
-            line[len++] = (char)ch;
-        else
-            overflow = 1;
-    }
-}
+void agent_loop(void) { agent_serve(commands, sizeof(commands) / sizeof(commands[0])); }

@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PROBE = HERE.parent
 SOURCES = [HERE / "boot.S", HERE / "main.c", HERE / "gic.c", HERE / "timer.c", HERE / "uart.c",
-           HERE / "agent.c", PROBE / "fmt.c"]
+           HERE / "agent.c", PROBE / "protocol.c", PROBE / "fmt.c"]
 PREFIX = "aarch64-linux-gnu-"
 CFLAGS = [
     "-std=gnu11", "-ffreestanding", "-nostdlib", "-mgeneral-regs-only", "-march=armv8-a", "-mstrict-align",

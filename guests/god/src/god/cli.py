@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 
 
@@ -216,10 +215,10 @@ def _run(a: argparse.Namespace) -> int:
 
 def _run_x86(a: argparse.Namespace) -> int:
     from god.boot import BootInputs, LoaderError
+    from god.cli_run import host_error, run_until_exit
     from god.devices.console import open_console
     from god.kvm import KvmError
     from god.machine import Machine, MachineConfig
-    from god.vcpu.runner import STATUS_HOST_ERROR, STATUS_OK, VmExit
 
     try:
         with open(a.kernel, "rb") as f:
@@ -227,8 +226,7 @@ def _run_x86(a: argparse.Namespace) -> int:
         modules = _modules(a.initrd)
         console = open_console(a.serial)
     except (OSError, ValueError) as e:
-        print(f"god: error: {e}", file=sys.stderr)
-        return STATUS_HOST_ERROR
+        return host_error(e)
     machine = None
     try:
         machine = Machine(MachineConfig(mem_mib=a.mem, cpus=a.cpus, console=console,
@@ -237,26 +235,8 @@ def _run_x86(a: argparse.Namespace) -> int:
         machine.load(BootInputs(kernel, _add_virtio(machine, a), modules, kernel_path=a.kernel),
                      a.flat_addr, a.flat_mode)
     except (KvmError, LoaderError, ValueError, MemoryError, OSError) as e:
-        console.close()
-        if machine is not None:
-            machine.close()
-        print(f"god: error: {e}", file=sys.stderr)
-        return STATUS_HOST_ERROR
-
-    def on_signal(signum: int, frame: object) -> None:
-        assert machine is not None
-        machine.request_stop(VmExit(STATUS_OK, f"terminating on signal {signum}", "signal"))
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    try:
-        result = machine.run()
-    finally:
-        machine.close()
-    if result.message:
-        print(f"god: {result.message}", file=sys.stderr)
-    return result.status
+        return host_error(e, console, machine)
+    return run_until_exit(machine)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,6 @@ exactly as a boot would (boot.plan), builds the device tree for the same devices
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 
 from god.arch.aarch64 import boot as B
 from god.arch.aarch64 import devicetree as DT
@@ -42,8 +40,8 @@ def dry_run(a: argparse.Namespace, kernel: bytes, initrd: bytes | None) -> int:
 def run(a: argparse.Namespace) -> int:
     from god.boot import BootInputs
     from god.cli import _modules
+    from god.cli_run import host_error, run_until_exit
     from god.devices.console import open_console
-    from god.vcpu.runner import STATUS_HOST_ERROR, STATUS_OK, VmExit
 
     try:
         with open(a.kernel, "rb") as f:
@@ -52,15 +50,13 @@ def run(a: argparse.Namespace) -> int:
         if len(modules) > 1:
             raise ValueError("arm64 boots with one initrd (--initrd FILE)")
     except (OSError, ValueError) as e:
-        print(f"god: error: {e}", file=sys.stderr)
-        return STATUS_HOST_ERROR
+        return host_error(e)
     initrd = modules[0].data if modules else None
     if a.dry_run:
         try:
             return dry_run(a, kernel, initrd)
         except (LoaderError, ValueError, OSError) as e:
-            print(f"god: error: {e}", file=sys.stderr)
-            return STATUS_HOST_ERROR
+            return host_error(e)
     from god.arch.aarch64.machine import Machine, MachineConfig
     from god.kvm import KvmError
     from god.memory import GuestMemoryError
@@ -71,8 +67,7 @@ def run(a: argparse.Namespace) -> int:
     try:
         console = open_console(a.serial)
     except (OSError, ValueError) as e:
-        print(f"god: error: {e}", file=sys.stderr)
-        return STATUS_HOST_ERROR
+        return host_error(e)
     machine = None
     try:
         machine = Machine(MachineConfig(mem_mib=a.mem, cpus=a.cpus, console=console,
@@ -90,23 +85,5 @@ def run(a: argparse.Namespace) -> int:
             with open(a.dump_dtb, "wb") as out:
                 out.write(machine.mem.read(p.dtb_addr, size))
     except (KvmError, LoaderError, ValueError, MemoryError, OSError, GuestMemoryError) as e:
-        console.close()
-        if machine is not None:
-            machine.close()
-        print(f"god: error: {e}", file=sys.stderr)
-        return STATUS_HOST_ERROR
-
-    def on_signal(signum: int, frame: object) -> None:
-        assert machine is not None
-        machine.request_stop(VmExit(STATUS_OK, f"terminating on signal {signum}", "signal"))
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    try:
-        result = machine.run()
-    finally:
-        machine.close()
-    if result.message:
-        print(f"god: {result.message}", file=sys.stderr)
-    return result.status
+        return host_error(e, console, machine)
+    return run_until_exit(machine)
