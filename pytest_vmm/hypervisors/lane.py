@@ -21,9 +21,7 @@ not emulated by TCG, so there is no Intel twin. See docs/lane.md.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
-import json
 import os
 import shlex
 import subprocess
@@ -37,6 +35,7 @@ from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Accel, LaunchPlan
 from pytest_vmm.hypervisors.god import god_run_argv
 from pytest_vmm.hypervisors.qemu import QEMU_BINARY, QMP_SOCKET, Qemu, base_argv
+from pytest_vmm.hypervisors.qemu_feature import qemu_start_problem
 from pytest_vmm.stack import BootSpec, BuiltImage, ImageRecipe
 from pytest_vmm.stacks._common import guest_dir, package_dir
 
@@ -88,34 +87,10 @@ def initramfs_module() -> ModuleType:
     return module
 
 
-@functools.cache
 def tcg_svm_problem(qemu: str) -> str:
-    """Does this QEMU's TCG offer SVM + NPT? Cached per binary (in process and on disk)."""
-    st = os.stat(qemu)
-    key = f"{qemu}:{st.st_size}:{int(st.st_mtime)}"
-    cache_file = DEFAULT_CACHE_ROOT / "lane-tcg-svm.json"
-    try:
-        cached = json.loads(cache_file.read_text())
-        if cached.get("key") == key:
-            return str(cached["problem"])
-    except (OSError, ValueError):
-        pass
-    try:
-        res = subprocess.run(
-            [qemu, "-M", "microvm", "-accel", "tcg", "-cpu", "max,svm=on,npt=on,enforce",
-             "-display", "none", "-nodefaults", "-no-user-config", "-S", "-monitor", "stdio"],
-            input=b"quit\n", capture_output=True, timeout=20, check=False)
-        last = (res.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
-        problem = "" if res.returncode == 0 else (
-            f"{qemu}'s TCG does not emulate SVM with nested paging ({last})")
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        problem = f"cannot check {qemu} for TCG SVM: {exc}"
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps({"key": key, "problem": problem}) + "\n")
-    except OSError:
-        pass
-    return problem
+    """Does this QEMU's TCG offer SVM + NPT? (qemu_feature: cached per binary)"""
+    return qemu_start_problem(qemu, ("-M", "microvm", "-accel", "tcg", "-cpu", "max,svm=on,npt=on,enforce"),
+                              "lane-tcg-svm", "does not emulate SVM with nested paging")
 
 
 def lane_build_problem() -> str:

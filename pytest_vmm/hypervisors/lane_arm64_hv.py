@@ -10,14 +10,10 @@ client exits; the lane's QEMU is stopped, and checked for leftovers, at the end 
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Accel, Hypervisor, LaunchPlan
 from pytest_vmm.hypervisors.god import god_run_argv, host_arch
@@ -30,37 +26,16 @@ from pytest_vmm.hypervisors.lane_arm64 import (
     lane_arm64_recipe,
     shared_lane,
 )
+from pytest_vmm.hypervisors.qemu_feature import qemu_start_problem
 from pytest_vmm.stack import BootSpec, ImageRecipe
 
 HOST_ROOT_IN_LANE = "/host"
 
 
-@functools.cache
 def tcg_el2_problem(qemu: str) -> str:
-    """Does this QEMU's TCG give -M virt an EL2 with GICv3? Cached per binary (process, disk)."""
-    st = os.stat(qemu)
-    key = f"{qemu}:{st.st_size}:{int(st.st_mtime)}"
-    cache_file = DEFAULT_CACHE_ROOT / "lane-arm64-tcg-el2.json"
-    try:
-        cached = json.loads(cache_file.read_text())
-        if cached.get("key") == key:
-            return str(cached["problem"])
-    except (OSError, ValueError):
-        pass
-    try:
-        res = subprocess.run([qemu, "-M", LANE_MACHINE, "-accel", "tcg", "-cpu", "max", "-display", "none",
-                              "-nodefaults", "-no-user-config", "-S", "-monitor", "stdio"],
-                             input=b"quit\n", capture_output=True, timeout=20, check=False)
-        last = (res.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
-        problem = "" if res.returncode == 0 else f"{qemu}'s TCG has no -M {LANE_MACHINE} ({last})"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        problem = f"cannot check {qemu} for TCG EL2: {exc}"
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps({"key": key, "problem": problem}) + "\n")
-    except OSError:
-        pass
-    return problem
+    """Does this QEMU's TCG give -M virt an EL2 with GICv3? (qemu_feature: cached per binary)"""
+    return qemu_start_problem(qemu, ("-M", LANE_MACHINE, "-accel", "tcg", "-cpu", "max"),
+                              "lane-arm64-tcg-el2", f"has no -M {LANE_MACHINE}")
 
 
 def in_lane(path: Path) -> str:
