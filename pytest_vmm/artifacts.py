@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +39,7 @@ class BuildError(RuntimeError):
 def hash_inputs(recipe: ImageRecipe) -> str:
     """sha256 over relative paths, modes and contents of the recipe's inputs."""
     digest = hashlib.sha256()
-    digest.update(f"recipe={recipe.name};version={recipe.version};cmd={recipe.command}".encode())
+    digest.update(f"recipe={recipe.name};version={recipe.version};cmd={portable_command(recipe)}".encode())
     roots = [recipe.sources, *recipe.extra_inputs]
     for root in roots:
         for path in _input_files(root, set(recipe.exclude)):
@@ -47,6 +48,16 @@ def hash_inputs(recipe: ImageRecipe) -> str:
             digest.update(b"x" if os.access(path, os.X_OK) else b"-")
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def portable_command(recipe: ImageRecipe) -> tuple[str, ...]:
+    """The build command as the cache key sees it: this interpreter and the checkout's own
+    paths stand for themselves, so two clones (or a clone and an installed copy) of the same
+    sources share their cache entries instead of rebuilding every image."""
+    tree = str(recipe.sources.parent) + os.sep
+    return tuple("{python}" if arg == sys.executable else
+                 "{tree}/" + arg.removeprefix(tree) if arg.startswith(tree) else arg
+                 for arg in recipe.command)
 
 
 def _input_files(root: Path, exclude: set[str]) -> list[Path]:

@@ -69,6 +69,18 @@ def test_hash_changes_with_inputs_but_not_with_build_junk(sources: Path, tmp_pat
     assert hash_inputs(recipe) != first
 
 
+def test_hash_is_the_same_for_the_same_sources_in_another_checkout(sources: Path, tmp_path: Path) -> None:
+    """The command names the checkout's paths and this interpreter; the key must not: a fresh
+    clone elsewhere reuses the images a first one built."""
+    import shutil
+
+    other = tmp_path / "clone2" / "guest"
+    shutil.copytree(sources, other)
+    assert hash_inputs(_recipe(sources, sources.parent / "count")) == hash_inputs(_recipe(other, other.parent / "count"))
+    (other / "kernel.c").write_text("int changed;")
+    assert hash_inputs(_recipe(sources, sources.parent / "count")) != hash_inputs(_recipe(other, other.parent / "count"))
+
+
 def test_failed_build_keeps_log_and_names_it(sources: Path, tmp_path: Path) -> None:
     (sources / "FAIL").write_text("")
     cache = ArtifactCache(tmp_path / "cache")

@@ -235,11 +235,15 @@ def build_arm64_kernel(out: Path, modules: tuple[str, ...] = ZOSIA_MODULES_AARCH
     return info
 
 
-def build(out: Path, llama_dirs: list[Path] | None = None, arch: str = "x86_64") -> dict:
+def build(out: Path, llama_dirs: list[Path] | None = None, arch: str = "x86_64",
+          llama_variants: list[str] | None = None) -> dict:
     """Build everything into ``out``; return the zosia.json content.
 
     ``llama_dirs`` (dirs with ``bin/``, e.g. cache entries of llama_build.build_llama)
-    skip the llama.cpp step; the reproducibility test uses it.
+    skip the llama.cpp step; the reproducibility test uses it. ``llama_variants`` picks which
+    of the architecture's llama.cpp builds to make (default: all): a host without hardware
+    KVM runs the x86_64 image only under QEMU TCG, which takes the sse42 build, so the avx2
+    build (one of the longest steps of a cold build) would never run there.
     """
     if arch not in ARCHES:
         raise SystemExit(f"zosia: unknown --arch {arch!r}: one of {', '.join(ARCHES)}")
@@ -263,7 +267,13 @@ def build(out: Path, llama_dirs: list[Path] | None = None, arch: str = "x86_64")
 
     if llama_dirs is None:
         import llama_build
-        llama_dirs = [llama_build.build_llama(v) for v in llama_build.variants(arch=arch)]
+        known = llama_build.variants(arch=arch)
+        wanted = llama_variants or known
+        unknown = sorted(set(wanted) - set(known))
+        if unknown:
+            raise SystemExit(f"zosia: unknown --llama-variants {','.join(unknown)} for {arch}: "
+                             f"one or more of {','.join(known)}")
+        llama_dirs = [llama_build.build_llama(v) for v in sorted(wanted)]
     bindir = out / "bin"
     bindir.mkdir(exist_ok=True)
     llama_bins = sorted((f for d in llama_dirs for f in (d / "bin").iterdir()),
@@ -280,7 +290,7 @@ def build(out: Path, llama_dirs: list[Path] | None = None, arch: str = "x86_64")
     disk = make_disk([model], out / "model.ext2", TINY_MODEL_ARGS, epoch=epoch)
     lap("disk", t4)
 
-    info = manifest_aarch64(kernel) if arch == "aarch64" else manifest_x86_64(kernel)
+    info = manifest_aarch64(kernel) if arch == "aarch64" else manifest_x86_64(kernel, {f.name for f in llama_bins})
     info.update({
         "model_sha256": model_sha,
         "markers": MARKERS,
@@ -318,21 +328,29 @@ def _common_manifest(kernel: dict) -> dict:
     }
 
 
-def manifest_x86_64(kernel: dict) -> dict:
-    """zosia.json of the x86_64 image (the keys and values this image has always had)."""
+def manifest_x86_64(kernel: dict, binaries: set[str] | None = None) -> dict:
+    """zosia.json of the x86_64 image; ``binaries``: the llama.cpp files it ships (all if None)."""
     info = _common_manifest(kernel)
+    # /init picks the binary by CPU (zosia.llama_isa=auto): sse42 under QEMU TCG, whose
+    # AVX2/FMA emulation is much slower, avx2 elsewhere (the one there is, when the image
+    # ships one). The perf marker names the one used, so a native comparison runs it too.
+    every = {"avx2": "bin/llama-completion", "sse42": "bin/llama-completion-sse42"}
+    shipped = {isa: path for isa, path in every.items()
+               if binaries is None or path.removeprefix("bin/") in binaries}
+    default = shipped.get("avx2") or shipped.get("sse42") or every["avx2"]
     info.update({
         "arch": "x86_64",
         "kernel": "linux/vmlinux",
         "kernel_format": "pvh-elf",
         "bzimage": "linux/vmlinuz",
-        # /init picks the binary by CPU (zosia.llama_isa=auto): sse42 under QEMU TCG, whose
-        # AVX2/FMA emulation is much slower, avx2 elsewhere. The perf marker names the one
-        # used, so a native comparison runs the same binary.
-        "llama_binaries": {"avx2": "bin/llama-completion", "sse42": "bin/llama-completion-sse42"},
-        "perf_native_example": ["bin/llama-completion", "-m", "model.gguf", *PERF_ARGS,
+        "llama_completion": default,
+        "llama_binaries": shipped,
+        "perf_native_example": [default, "-m", "model.gguf", *PERF_ARGS,
                                 "-t", "1", "-tb", "1", "-n", str(PERF_TOKENS)],
-        "llama_bench": "bin/llama-bench",
+    })
+    if binaries is None or "llama-bench" in binaries:
+        info["llama_bench"] = "bin/llama-bench"
+    info.update({
         "append": DEFAULT_APPEND,
         "append_host": "tsc_early_khz=<host kHz>",
         "memory_mib": 512,
@@ -393,10 +411,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="guest architecture (default x86_64; aarch64: QEMU virt)")
     ap.add_argument("--llama-dir", type=Path, action="append", default=None,
                     help="use these prebuilt llama.cpp binaries (a dir with bin/); repeatable")
+    ap.add_argument("--llama-variants", default="",
+                    help="comma-separated llama.cpp builds to make (versions.json; default: all of "
+                         "the architecture's)")
     a = ap.parse_args(argv)
     os.nice(int(os.environ.get("ZOSIA_NICE", "10")))
     try:
-        build(a.out.resolve(), a.llama_dir, a.arch)
+        build(a.out.resolve(), a.llama_dir, a.arch, [v for v in a.llama_variants.split(",") if v] or None)
     except debkernel.KernelUnavailable as e:
         print(f"zosia: error: {e}", file=sys.stderr)
         return 2

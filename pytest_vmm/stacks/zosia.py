@@ -188,9 +188,23 @@ RECIPE = guest_recipe("zosia", needs_tool("mke2fs", "e2fsprogs"), needs_tool("cm
                       needs_python_module("gguf", "gguf"),
                       # The shared kernel unpacker: a change there rebuilds the image.
                       extra_inputs=(GUESTS / "linux",))
+
+
+def x86_llama_variants(host: HostInfo) -> str:
+    """The llama.cpp builds the x86_64 image ships on this host (build.py --llama-variants).
+
+    sse42 always: without hardware KVM the image runs only under QEMU TCG, whose AVX2/FMA
+    emulation is slow, and /init takes sse42 there. avx2 only where hardware KVM hands the guest
+    the host's CPU: building it elsewhere would cost a cold cache 5-11 minutes for a binary that
+    never runs. The choice is in the recipe's command, so it is part of the image's cache key.
+    """
+    return "avx2,sse42" if host.hardware_kvm else "sse42"
+
+
 # run.sh --arch aarch64 builds into guests/zosia/out-aarch64 (as plain run.sh into out/, which
 # the default excludes): not a source of either image.
-RECIPE = dataclasses.replace(RECIPE, exclude=(*RECIPE.exclude, "out-aarch64"))
+RECIPE = dataclasses.replace(RECIPE, exclude=(*RECIPE.exclude, "out-aarch64"),
+                             command=(*RECIPE.command, "--llama-variants", x86_llama_variants(HostInfo.detect())))
 
 stack = Stack(
     name="zosia",

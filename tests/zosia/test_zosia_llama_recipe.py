@@ -82,3 +82,23 @@ def test_aarch64_variant_is_a_static_neon_cross_build() -> None:
     assert "-DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++" in flags
     assert neon["targets"] == ["llama-completion"] and neon["strip"] == "aarch64-linux-gnu-strip"
     assert len({llama_build.llama_key(n) for n in ("avx2", "sse42", "neon")}) == 3
+
+
+def test_manifest_of_an_sse42_only_image_names_what_it_ships() -> None:
+    """build.py --llama-variants sse42: zosia.json lists only the shipped binary, makes it the
+    default, and names no llama-bench (an avx2-build target)."""
+    import importlib.util
+
+    path = Path(llama_build.__file__).with_name("build.py")  # not PyPA's `build`, which shadows it
+    spec = importlib.util.spec_from_file_location("zosia_build", path)
+    assert spec is not None and spec.loader is not None
+    zosia_build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zosia_build)
+    kernel = {"release": "6.1.0-test", "package": "linux-image-test", "package_version": "1"}
+    info = zosia_build.manifest_x86_64(kernel, {"llama-completion-sse42"})
+    assert info["llama_binaries"] == {"sse42": "bin/llama-completion-sse42"}
+    assert info["llama_completion"] == "bin/llama-completion-sse42"
+    assert info["perf_native_example"][0] == "bin/llama-completion-sse42"
+    assert "llama_bench" not in info
+    every = zosia_build.manifest_x86_64(kernel)
+    assert set(every["llama_binaries"]) == {"avx2", "sse42"} and every["llama_bench"] == "bin/llama-bench"

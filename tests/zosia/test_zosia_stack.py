@@ -114,3 +114,13 @@ def test_aarch64_recipe_is_its_own_cache_entry() -> None:
 def test_run_sh_output_folders_are_not_sources() -> None:
     for recipe in (zosia.stack.recipe, zosia.aarch64_recipe(zosia.RECIPE)):
         assert {"out", "out-aarch64"} <= set(recipe.exclude)
+
+
+def test_x86_image_ships_avx2_only_where_hardware_kvm_runs_it() -> None:
+    """Without hardware KVM the x86_64 image runs only under TCG, where /init takes sse42: the
+    avx2 build is not made (and its choice is in the command, so in the cache key)."""
+    assert zosia.x86_llama_variants(host("pvm")) == "sse42"
+    assert zosia.x86_llama_variants(host("none")) == "sse42"
+    assert zosia.x86_llama_variants(host("vmx")).split(",") == ["avx2", "sse42"]
+    assert zosia.RECIPE.command[-2] == "--llama-variants"
+    assert "--llama-variants" not in zosia.aarch64_recipe(zosia.RECIPE).command
