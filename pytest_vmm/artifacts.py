@@ -25,7 +25,10 @@ from pytest_vmm.progress import BuildTracker, follow
 from pytest_vmm.stack import BuiltImage, ImageRecipe
 
 COMPLETE_MARKER = ".complete"
-DEFAULT_CACHE_ROOT = Path(os.environ.get("PYTEST_VMM_CACHE", Path.home() / ".cache" / "pytest-vmm"))
+# PYTEST_VMM_CACHE, else $XDG_CACHE_HOME/pytest-vmm, else ~/.cache/pytest-vmm: the same rule
+# as the guests' builders (guests/linux/vmmcache.py), so both find one cache.
+DEFAULT_CACHE_ROOT = Path(os.environ.get("PYTEST_VMM_CACHE") or
+                          Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "pytest-vmm")
 BUILD_TIMEOUT_S = 3600.0
 
 
