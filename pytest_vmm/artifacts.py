@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -117,14 +118,17 @@ class ArtifactCache:
             try:
                 tracker = BuildTracker(recipe.name, self.progress, self.status)
                 with log.open("wb") as log_file:
+                    # Its own process group: a build cut short (timeout, Ctrl-C, SIGTERM to a
+                    # prebuild) takes its compilers with it, not only build.py.
                     process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL, cwd=recipe.sources)
+                                               stdin=subprocess.DEVNULL, cwd=recipe.sources,
+                                               start_new_session=True)
                     try:
                         returncode = follow(log, process, BUILD_TIMEOUT_S, tracker.feed,
                                             lambda: self.status(tracker.status()))
                     finally:
                         if process.poll() is None:
-                            process.kill()
+                            _kill_group(process)
                         process.wait()
                 if returncode != 0:
                     raise BuildError(recipe.name, log, f"exit status {returncode}: {_tail(log)}")
@@ -138,11 +142,21 @@ class ArtifactCache:
             except OSError as exc:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise BuildError(recipe.name, log, f"cannot run {argv[0]}: {exc}") from exc
+            except BaseException:  # interrupted: nothing half-built stays in the cache
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             (staging / COMPLETE_MARKER).write_text(key + "\n")
             shutil.rmtree(final, ignore_errors=True)
             staging.rename(final)
             self.progress(f"pytest-vmm: built {recipe.name} in {time.monotonic() - started:.1f} s")
             return BuiltImage.load(recipe.name, final, recipe.arch)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
 
 
 def _tail(log: Path, lines: int = 8) -> str:

@@ -9,5 +9,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/python -m pytest -p no:cacheprovider --vmm=all,god@qemu,god@god-svm,microkernelia@qemu,god@qemu-virt,zosia@qemu-virt \
+TARGETS=all,god@qemu,god@god-svm,microkernelia@qemu,god@qemu-virt,zosia@qemu-virt
+
+# A whole run (no arguments) builds the images beside the tests, at the lowest CPU priority:
+# from cold caches the long builds (llama.cpp, minutes each) then use the CPU the tests leave
+# idle, and a test that needs an image still being built waits on the cache's lock for it.
+# Its report (what it built, how long each took) is CACHE/prebuild.log.
+prebuild_pid=""
+if [ $# -eq 0 ]; then
+  .venv/bin/python -m pytest_vmm.prebuild "$TARGETS" >/dev/null 2>&1 &
+  prebuild_pid=$!
+fi
+finish_prebuild() {
+  [ -n "$prebuild_pid" ] || return 0
+  kill -TERM "$prebuild_pid" 2>/dev/null || true  # still building only if the run ended early
+  wait "$prebuild_pid" 2>/dev/null || true
+  prebuild_pid=""
+}
+trap finish_prebuild EXIT
+
+set +e
+.venv/bin/python -m pytest -p no:cacheprovider --vmm="$TARGETS" \
   --hypothesis-profile=vmm-ci --vmm-baseline=suites/known-divergences.toml -rsxfE "$@"
+status=$?
+set -e
+finish_prebuild
+exit "$status"
