@@ -10,6 +10,7 @@ Layout under the cache root (default ``~/.cache/pytest-vmm``)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -17,10 +18,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from pytest_vmm.progress import BuildTracker, follow
 from pytest_vmm.stack import BuiltImage, ImageRecipe
@@ -98,13 +99,27 @@ class ArtifactCache:
             shutil.rmtree(self.root / key, ignore_errors=True)
             (self.root / f"{key}.failed").unlink(missing_ok=True)
 
+    @contextlib.contextmanager
+    def _build_lock(self, key: str, name: str, log: Path) -> Iterator[None]:
+        """The entry's lock; when another pytest worker or a prebuild holds it, say so, then wait."""
+        lock = FileLock(str(self.root / f"{key}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.progress(f"pytest-vmm: {name} is being built by another process (log: {log}); waiting for it")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
     def build(self, recipe: ImageRecipe) -> BuiltImage:
         self.root.mkdir(parents=True, exist_ok=True)
         key = self.key(recipe)
         final = self.root / key
         log = self.root / f"{key}.log"
         failed = self.root / f"{key}.failed"
-        with FileLock(str(self.root / f"{key}.lock")):
+        with self._build_lock(key, recipe.name, log):
             if (final / COMPLETE_MARKER).exists():
                 return BuiltImage.load(recipe.name, final, recipe.arch)
             if failed.exists():
