@@ -162,7 +162,11 @@ def test_installed_wheel_lists_its_stacks_and_runs_the_suites_under_a_template(
         assert suite in output, f"the matrix names no {suite}:\n{output[-3000:]}"
 
     imported = json.loads((work / "imports.json").read_text())
-    from_repo = [p for p in imported["sys_path"] + imported["files"] if p.startswith(str(REPO))]
+    # By path, not by string prefix: a checkout at /x/fresh must not claim /x/fresh-tmp, and the
+    # test's own venv and work dir (pytest's basetemp, which may lie inside the checkout) are not it.
+    basetemp = tmp_path_factory.getbasetemp()
+    from_repo = [p for p in imported["sys_path"] + imported["files"]
+                 if Path(p).is_relative_to(REPO) and not Path(p).is_relative_to(basetemp)]
     assert from_repo == [], f"the installed run used files of the checkout: {from_repo[:10]}"
     site = str(venv)
     for module in ("pytest_vmm/plugin.py", "pytest_vmm/hypervisors/template.py", "vmm_suites/test_mmio.py"):
