@@ -58,6 +58,9 @@ HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 REPLY_TIMEOUT = 120.0
 LOCAL_ORIGIN_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
+# Oversized bodies up to this many bytes are read and dropped before the 413 (see do_POST).
+OVERSIZE_DRAIN_BYTES = 4 * MAX_FRAME
+
 
 class GuestGone(ConnectionError):
     """The guest's MCP server cannot be reached, or closed the connection."""
@@ -413,7 +416,17 @@ class BridgeHandler(BaseHTTPRequestHandler):
             self._send(411, error(None, INVALID_REQUEST, "a Content-Length header is required"))
             return
         if length > MAX_FRAME:
-            self.close_connection = True  # the body is not read
+            self.close_connection = True
+            # A client still sending its body when the 413 and the close come gets a broken
+            # pipe instead of the answer: read (and drop) a body of up to a few frames first.
+            # A larger one (a 2 GiB claim) is never read.
+            if length <= OVERSIZE_DRAIN_BYTES:
+                remaining = length
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 16))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
             self._send(413, oversize(length))
             return
         body = self.rfile.read(length)
