@@ -54,7 +54,7 @@ def dts(tmp_path):
     if shutil.which("dtc") is None:
         pytest.skip("dtc not installed")
     cfg = DT.DtConfig(256 << 20, 2, "console=ttyAMA0 root=/dev/vda", (0x4400_0000, 0x4410_0000),
-                      [(0x0A00_0000, 16), (0x0A00_0200, 17)])
+                      L.virtio_transports())
     f = tmp_path / "virt.dtb"
     f.write_bytes(DT.dtb(cfg))
     return subprocess.run(["dtc", "-I", "dtb", "-O", "dts", str(f)], capture_output=True,
@@ -96,6 +96,9 @@ def test_dt_rtc(dts):
 
 def test_dt_virtio_and_chosen(dts):
     assert "interrupts = <0x00 0x11 0x04>;" in node(dts, "virtio_mmio@a000200")
+    # hw/arm/virt.c create_virtio_devices(): every one of the 32 transports has a node
+    assert dts.count("virtio_mmio@") == NUM_VIRTIO_TRANSPORTS
+    assert "interrupts = <0x00 0x2f 0x04>;" in node(dts, "virtio_mmio@a003e00")  # SPI 47
     chosen = node(dts, "chosen")
     assert 'bootargs = "console=ttyAMA0 root=/dev/vda";' in chosen
     assert 'stdout-path = "/pl011@9000000";' in chosen

@@ -106,3 +106,14 @@ def test_bad_queue_at_driver_ok_needs_reset(blk):
 def test_get_id_serial(blk):
     t, _ = blk
     assert t.device.ident.rstrip(b"\0") == b"sn1"
+
+
+def test_placeholder_transport_identifies_as_no_device():
+    """virtio 1.2 section 4.2.2: DeviceID 0x0 marks a placeholder at a well-known address
+    (QEMU virt's empty transports); MagicValue "virt" and Version 2 still read, everything
+    else reads 0 and writes change nothing."""
+    p = R.VirtioPlaceholder()
+    assert p.read(R.R_MAGIC, 4) == 0x74726976 and p.read(R.R_VERSION, 4) == 2
+    assert p.read(R.R_DEVICE_ID, 4) == 0
+    p.write(R.R_STATUS, 4, R.ACKNOWLEDGE | R.DRIVER)
+    assert p.read(R.R_STATUS, 4) == 0 and p.read(R.R_QUEUE_NUM_MAX, 4) == 0

@@ -66,6 +66,25 @@ def _set_half(value: int, half: int, high: bool) -> int:
     return (value & ~0xFFFFFFFF) | half
 
 
+class VirtioPlaceholder:
+    """An empty virtio-mmio transport: a fixed slot of a platform's map with no device behind it.
+
+    virtio 1.2 section 4.2.2, DeviceID: "0x0 ... indicates a system memory map with placeholder
+    devices at static, well known addresses"; the driver ignores it (4.2.2.2). QEMU's virt
+    machine keeps all 32 of its transports so, answering MagicValue, Version and VendorID, every
+    other register 0, writes ignored; god's arm64 layout follows it so the same guest probes
+    the same window on both.
+    """
+
+    def read(self, offset: int, size: int) -> int:
+        if size != 4:
+            return 0
+        return {R_MAGIC: MAGIC, R_VERSION: VERSION, R_VENDOR_ID: VENDOR_ID}.get(offset, 0)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        """No device: nothing to configure (QEMU's virtio_mmio_write without a backend)."""
+
+
 class VirtioMmio:
     """The register file of one virtio-mmio device. Bus contract: read/write(offset, size)."""
 

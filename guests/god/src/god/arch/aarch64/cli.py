@@ -2,7 +2,7 @@
 
 --dry-run needs no KVM and runs on any host: it decides the kernel format and addresses
 exactly as a boot would (boot.plan), builds the device tree for the same devices (the
---disk/--vsock-uds transports in order), prints the plan and writes the DTB to --dump-dtb.
+every virtio-mmio slot, as a boot lists them), prints the plan and writes the DTB to --dump-dtb.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def _virtio_count(a: argparse.Namespace) -> int:
 def dry_run(a: argparse.Namespace, kernel: bytes, initrd: bytes | None) -> int:
     mem_bytes = a.mem << 20
     p = B.plan(kernel, mem_bytes, len(initrd) if initrd is not None else None)
-    virtio = [(L.virtio_window(n).base, L.VIRTIO_SPI_BASE + n) for n in range(_virtio_count(a))]
-    dtb = DT.dtb(DT.DtConfig(mem_bytes, a.cpus, a.append, p.initrd_range, virtio))
+    _virtio_count(a)  # the --disk specs are checked as a boot would
+    dtb = DT.dtb(DT.DtConfig(mem_bytes, a.cpus, a.append, p.initrd_range, L.virtio_transports()))
     if a.dump_dtb:
         with open(a.dump_dtb, "wb") as f:
             f.write(dtb)

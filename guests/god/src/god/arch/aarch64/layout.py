@@ -1,7 +1,8 @@
 """The arm64 machine's memory map and interrupt numbers: those of QEMU's `virt` board
 (hw/arm/virt.c, base_memmap[] and a15irqmap[]), so a guest built for `-M virt` runs on god
-unchanged. Only the devices god has are listed; everything else is unmapped (a guest access
-there stops the machine with a `god:` message).
+unchanged. Only the devices god has are listed (the virtio-mmio window always holds virt's 32
+transports, empty ones as placeholders); everything else is unmapped (a guest access there
+stops the machine with a `god:` message).
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ NUM_SPIS = 256
 NR_IRQS = 32 + NUM_SPIS
 
 MAX_CPUS = GIC_REDIST.size // GICR_STRIDE       # 123
+
+
+def virtio_transports() -> list[tuple[int, int]]:
+    """(base, SPI) of every transport slot; all are in the device tree, as on QEMU virt."""
+    return [(virtio_window(n).base, VIRTIO_SPI_BASE + n) for n in range(VIRTIO_MMIO_COUNT)]
 
 
 def virtio_window(n: int) -> Window:

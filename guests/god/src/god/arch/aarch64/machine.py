@@ -3,7 +3,8 @@
   RAM at 0x40000000, the in-kernel vGICv3 (GICD 0x08000000, GICR 0x080A0000), the
   architected timer (in KVM), a PL011 at 0x09000000 on SPI 1 (god.devices.pl011),
   a PL031 RTC at 0x09010000 on SPI 2 (god.devices.pl031, the host's clock),
-  virtio-mmio transport n at 0x0a000000 + 0x200 n on SPI 16 + n, PSCI in KVM.
+  virtio-mmio transport n at 0x0a000000 + 0x200 n on SPI 16 + n, PSCI in KVM. Slots without
+  a device are placeholder transports (DeviceID 0), all 32 in the device tree, as on QEMU virt.
 
 An access to an address where nothing is mapped stops the machine with a `god:` line
 (STATUS_GUEST_CRASH): on arm64 god knows the whole map, so such an access is a guest bug.
@@ -32,6 +33,7 @@ from god.devices.irq import IrqLine
 from god.kvm import Kvm, KvmError
 from god.machine_base import MachineBase
 from god.memory import GuestMemory
+from god.virtio.mmio import VirtioPlaceholder
 from god.vcpu.runner import STATUS_GUEST_CRASH, VcpuRunner, VmExit
 
 
@@ -97,7 +99,7 @@ class Machine(MachineBase):
         self.gic: VgicV3 | None = None
         self.runners: list[VcpuRunner] = []
         self.virtio: list = []
-        self.virtio_slots: list[MmioDevice] = []  # (base, size, SPI) for the device tree
+        self.virtio_slots: list[MmioDevice] = []  # the attached devices (base, size, SPI)
         self.mem = GuestMemory([(L.RAM_BASE, self.mem_bytes)])
         for slot, r in enumerate(self.mem.regions):
             self.vm.set_user_memory_region(slot, r.gpa, r.size, r.host_addr)
@@ -136,9 +138,16 @@ class Machine(MachineBase):
         return w.base, L.VIRTIO_SPI_BASE + n
 
     # --- boot -----------------------------------------------------------------------------
+    def fill_virtio_slots(self) -> None:
+        """Every slot without a device becomes a placeholder transport, as on QEMU virt."""
+        for n in range(len(self.virtio), L.VIRTIO_MMIO_COUNT):
+            w = L.virtio_window(n)
+            if self.mmio.find(w.base) is None:
+                self.mmio.register(w.base, w.size, VirtioPlaceholder())
+
     def device_tree(self, bootargs: str, initrd: tuple[int, int] | None) -> bytes:
         return DT.dtb(DT.DtConfig(self.mem_bytes, self.config.cpus, bootargs, initrd,
-                                  [(d.base, d.gsi) for d in self.virtio_slots]))
+                                  L.virtio_transports()))
 
     def load(self, inputs: BootInputs) -> str:
         """Kernel, initrd and DTB into RAM, the boot vCPU at the entry; returns the format."""
@@ -146,6 +155,7 @@ class Machine(MachineBase):
             raise LoaderError("arm64 boots with one initrd (--initrd FILE)")
         initrd = inputs.modules[0].data if inputs.modules else None
         p = B.plan(inputs.kernel, self.mem_bytes, len(initrd) if initrd is not None else None)
+        self.fill_virtio_slots()  # devices are attached before load
         B.load(self.mem, p, initrd, self.device_tree(inputs.cmdline, p.initrd_range))
         set_boot_regs(self.runners[0].vcpu, p.entry, p.dtb_addr)
         return p.fmt
