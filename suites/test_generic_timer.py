@@ -101,21 +101,29 @@ def test_virtual_timer_never_fires_early(machine: Machine, us: int) -> None:
 def test_virtual_timer_accurate_against_the_host_clock(machine: Machine) -> None:
     """DDI 0487 D11.2.4 with the counter's rate (D11.1.2): a 2 s one-shot of the EL1 virtual
     timer ends, by the host's monotonic clock, no earlier than 2 s after the request was sent and
-    no later than 2 s + three agent round trips (measured just before) + SCHED_SLACK_S."""
+    no later than 2 s + twice the slowest of three 1 ms one-shots (measured just before) +
+    SCHED_SLACK_S.
+
+    The 1 ms one-shots cost what the 2 s one carries besides its wait: the request, the timer
+    interrupt, and a reply of the same length. On a slow console that reply is most of it (in
+    the ARM64 lane each PL011 byte is an MMIO exit of ~1.7 ms: ~0.3 s for its ~150 bytes, six
+    times a ping's round trip)."""
     agent = machine.agent
-    rtts = []
+    overheads = []
     for _ in range(3):
         t = time.monotonic()
-        agent.ping()
-        rtts.append(time.monotonic() - t)
+        agent.request("cntv_oneshot", us=1000)
+        overheads.append(time.monotonic() - t)
     requested_s = 2.0
     t0 = time.monotonic()
     r = agent.request("cntv_oneshot", us=int(requested_s * 1e6), timeout=agent.timeout + 2 * requested_s)
     host_s = time.monotonic() - t0
-    bound = requested_s + 3 * max(rtts) + SCHED_SLACK_S * machine.timeout_factor
+    bound = requested_s + 2 * max(overheads) + SCHED_SLACK_S * machine.timeout_factor
     machine.record("oneshot_2s_host_s", round(host_s, 4))
     assert r.int("fired") == 1, f"2 s CNTV one-shot did not interrupt: {r.fields}"
-    assert requested_s <= host_s <= bound, f"2 s one-shot took {host_s:.4f} s of host time (bound {bound:.4f} s)"
+    assert requested_s <= host_s <= bound, (
+        f"2 s one-shot took {host_s:.4f} s of host time (bound {bound:.4f} s from 1 ms one-shots "
+        f"of {', '.join(f'{o:.4f}' for o in overheads)} s)")
 
 
 @pytest.mark.vmm_requires("smp")
