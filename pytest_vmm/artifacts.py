@@ -58,11 +58,24 @@ def hash_inputs(recipe: ImageRecipe) -> str:
 def portable_command(recipe: ImageRecipe) -> tuple[str, ...]:
     """The build command as the cache key sees it: this interpreter and the checkout's own
     paths stand for themselves, so two clones (or a clone and an installed copy) of the same
-    sources share their cache entries instead of rebuilding every image."""
-    tree = str(recipe.sources.parent) + os.sep
-    return tuple("{python}" if arg == sys.executable else
-                 "{tree}/" + arg.removeprefix(tree) if arg.startswith(tree) else arg
-                 for arg in recipe.command)
+    sources share their cache entries instead of rebuilding every image.
+
+    A path at or under an input's folder (the sources', or an extra input's) is written
+    relative to it, as ``{tree}`` (the sources) or ``{inputN}``: the inputs' contents are
+    hashed anyway, their place on disk is not part of the recipe."""
+    roots = [("{tree}", str(recipe.sources.parent))]
+    roots += [(f"{{input{n}}}", str(extra.parent)) for n, extra in enumerate(recipe.extra_inputs, 1)]
+    roots.sort(key=lambda r: len(r[1]), reverse=True)  # the deepest folder names a path
+
+    def portable(arg: str) -> str:
+        if arg == sys.executable:
+            return "{python}"
+        for name, root in roots:
+            if arg == root or arg.startswith(root + os.sep):
+                return name + arg[len(root):]
+        return arg
+
+    return tuple(portable(arg) for arg in recipe.command)
 
 
 def _input_files(root: Path, exclude: set[str]) -> list[Path]:

@@ -81,6 +81,27 @@ def test_hash_is_the_same_for_the_same_sources_in_another_checkout(sources: Path
     assert hash_inputs(_recipe(sources, sources.parent / "count")) != hash_inputs(_recipe(other, other.parent / "count"))
 
 
+def test_hash_ignores_where_the_extra_inputs_and_source_folders_are(tmp_path: Path) -> None:
+    """The lane's god layer: its builder is an extra input in a sibling folder, and the
+    command names the folder above the sources; neither place may reach the key."""
+    import shutil
+
+    def layer(checkout: Path) -> ImageRecipe:
+        src, tool = checkout / "god" / "src", checkout / "lane" / "build.py"
+        return ImageRecipe(name="layer", sources=src / "god", extra_inputs=(tool,),
+                           command=(sys.executable, str(tool), "--god-layer", str(src), "--out", "{out}"))
+
+    first = tmp_path / "a"
+    (first / "god" / "src" / "god").mkdir(parents=True)
+    (first / "god" / "src" / "god" / "vm.py").write_text("x = 1")
+    (first / "lane").mkdir()
+    (first / "lane" / "build.py").write_text("pass")
+    shutil.copytree(first, tmp_path / "b")
+    assert hash_inputs(layer(first)) == hash_inputs(layer(tmp_path / "b"))
+    (tmp_path / "b" / "lane" / "build.py").write_text("changed")
+    assert hash_inputs(layer(first)) != hash_inputs(layer(tmp_path / "b"))
+
+
 def test_failed_build_keeps_log_and_names_it(sources: Path, tmp_path: Path) -> None:
     (sources / "FAIL").write_text("")
     cache = ArtifactCache(tmp_path / "cache")
