@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -105,6 +106,45 @@ class ArtifactCache:
         path = self.root / self.key(recipe)
         return path if (path / COMPLETE_MARKER).exists() else None
 
+    @staticmethod
+    def _used(entry: Path) -> None:
+        """The complete marker's mtime is the entry's last use (what prune() goes by)."""
+        with contextlib.suppress(OSError):
+            os.utime(entry / COMPLETE_MARKER)
+
+    def prune(self, recipe: ImageRecipe, unused_for_s: float) -> list[tuple[str, int]]:
+        """Remove this recipe's other entries (older sources: another branch, an earlier
+        commit) that no run has used for ``unused_for_s``; returns (key, bytes) removed.
+        The current entry, and one another process holds the lock of, are kept."""
+        current = self.key(recipe)
+        pattern = re.compile(rf"{re.escape(recipe.name)}-[0-9a-f]{{16}}")
+        removed: list[tuple[str, int]] = []
+        if not self.root.is_dir():
+            return removed
+        now = time.time()
+        for entry in sorted(self.root.iterdir()):
+            if entry.name == current or not entry.is_dir() or not pattern.fullmatch(entry.name):
+                continue
+            marker = entry / COMPLETE_MARKER
+            last_use = (marker if marker.exists() else entry).stat().st_mtime
+            if now - last_use < unused_for_s:
+                continue
+            lock = FileLock(str(self.root / f"{entry.name}.lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue
+            try:
+                size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
+                shutil.rmtree(entry, ignore_errors=True)
+                for suffix in (".log", ".failed"):
+                    (self.root / f"{entry.name}{suffix}").unlink(missing_ok=True)
+            finally:
+                lock.release()
+            (self.root / f"{entry.name}.lock").unlink(missing_ok=True)
+            removed.append((entry.name, size))
+        return removed
+
     def forget(self, recipe: ImageRecipe) -> None:
         """Drop this recipe's current cache entry and failure marker (``--vmm-rebuild``)."""
         key = self.key(recipe)
@@ -134,6 +174,7 @@ class ArtifactCache:
         failed = self.root / f"{key}.failed"
         with self._build_lock(key, recipe.name, log):
             if (final / COMPLETE_MARKER).exists():
+                self._used(final)
                 return BuiltImage.load(recipe.name, final, recipe.arch)
             if failed.exists():
                 raise BuildError(recipe.name, log, failed.read_text().strip() + " (cached failure; --vmm-rebuild retries)")

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nice", type=int, default=19, help="CPU priority increment (default 19: idle time only)")
     ap.add_argument("--log", type=Path, default=None,
                     help="also write the report here (default: CACHE/prebuild.log, kept like the build logs)")
+    ap.add_argument("--prune-days", type=float, default=None, metavar="DAYS",
+                    help="then remove the selection's older cache entries (other sources than "
+                         "today's) that no run has used for DAYS days")
     a = ap.parse_args(argv)
     if a.nice:
         os.nice(a.nice)
@@ -80,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                 report(f"prebuild: {recipe.name}: FAILED: {exc}")
                 continue
             report(f"prebuild: {recipe.name}: {image.path} ({time.monotonic() - t0:.1f} s)")
+        if a.prune_days is not None:
+            for recipe in recipes:
+                for key, size in cache.prune(recipe, a.prune_days * 86400):
+                    report(f"prebuild: pruned {key} ({size / 2**20:.1f} MiB, unused for {a.prune_days:g}+ days)")
     return 1 if failed else 0
 
 

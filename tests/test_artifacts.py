@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,32 @@ def test_build_failure_errors_the_test_and_names_the_log(pytester: pytest.Pytest
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*BuildError: building built failed: exit status 2: compiler says: no; "
                                  "build log: */cache/built-*.log*"])
+
+
+def test_prune_removes_only_this_recipes_stale_entries(sources: Path, tmp_path: Path) -> None:
+    """prune(): an entry of older sources unused for longer than asked goes (with its log); the
+    current entry, a recently used old one and other recipes' entries stay."""
+    import os
+
+    cache = ArtifactCache(tmp_path / "cache")
+    recipe = _recipe(sources, tmp_path / "count")
+    old = cache.build(recipe).path
+    (sources / "kernel.c").write_text("int v2;")
+    recent = cache.build(recipe).path
+    (sources / "kernel.c").write_text("int v3;")
+    current = cache.build(recipe).path
+    other = tmp_path / "cache" / "demo-aarch64-0123456789abcdef"
+    other.mkdir()
+    month_ago = time.time() - 30 * 86400
+    for entry in (old, other):
+        os.utime(entry / ".complete" if (entry / ".complete").exists() else entry, (month_ago, month_ago))
+    removed = cache.prune(recipe, 14 * 86400)
+    assert [key for key, _ in removed] == [old.name]
+    assert not old.exists() and not (tmp_path / "cache" / f"{old.name}.log").exists()
+    assert recent.exists() and current.exists() and other.exists()
+    # a build that finds its entry marks it used: it is not pruned however old it was
+    os.utime(current / ".complete", (month_ago, month_ago))
+    cache.build(recipe)
+    (sources / "kernel.c").write_text("int v4;")
+    cache.build(recipe)
+    assert cache.prune(_recipe(sources, tmp_path / "count"), 14 * 86400) == []
