@@ -33,8 +33,8 @@ from god.devices.irq import IrqLine
 from god.kvm import Kvm, KvmError
 from god.machine_base import MachineBase
 from god.memory import GuestMemory
-from god.virtio.mmio import VirtioPlaceholder
 from god.vcpu.runner import STATUS_GUEST_CRASH, VcpuRunner, VmExit
+from god.virtio.mmio import VirtioPlaceholder
 
 
 @dataclass
