@@ -28,9 +28,12 @@ from pytest_vmm.stack import ImageRecipe
 
 
 def recipes_for(spec: str, host: HostInfo) -> list[ImageRecipe]:
-    """The recipes of every target in ``spec`` that can run here, each once, in spec order."""
+    """The recipes of every target in ``spec`` that can run here, each once: the longest cold
+    builds (``ImageRecipe.cold_build_s``) first, the rest in spec order."""
     registry = Registry(host)
     registry.load_entry_points()
+    for error in registry.load_errors:  # a stack that failed to import builds nothing: say so
+        print(f"prebuild: not loaded: {error}", file=sys.stderr)
     recipes: dict[str, ImageRecipe] = {}
     for target in registry.resolve(spec):
         if not availability.check(target, host).ok:
@@ -38,7 +41,14 @@ def recipes_for(spec: str, host: HostInfo) -> list[ImageRecipe]:
         for recipe in (target.recipe, *target.hypervisor.recipes(host)):
             if recipe is not None:
                 recipes.setdefault(recipe.name, recipe)
-    return list(recipes.values())
+    return build_order(list(recipes.values()))
+
+
+def build_order(recipes: list[ImageRecipe]) -> list[ImageRecipe]:
+    """The longest cold builds first, the rest as given: a run builds the small images it
+    needs first itself, in seconds, and would otherwise wait on the lock of a long build that
+    the prebuild started last."""
+    return sorted(recipes, key=lambda r: -r.cold_build_s)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,6 +127,9 @@ class ImageRecipe:
     requires: tuple[Callable[[HostInfo], str], ...] = ()
     # The guest architecture of what it builds (a Hypervisor.arch value).
     arch: str = "x86_64"
+    # Roughly how long a cold build takes on a 2-core machine (seconds; not part of the key):
+    # a prebuild starts the longest first, so the run rarely waits for them.
+    cold_build_s: float = 0.0
 
 
 class ChannelHost(Protocol):

@@ -59,7 +59,7 @@ def needs_python_module(module: str, pip_name: str) -> Requirement:
 
 
 def guest_recipe(name: str, *requires: Requirement, version: str = "1",
-                 extra_inputs: tuple[Path, ...] = ()) -> ImageRecipe:
+                 extra_inputs: tuple[Path, ...] = (), cold_build_s: float = 0.0) -> ImageRecipe:
     """The build contract of docs/architecture.md: ``python guests/<name>/build.py --out OUT``."""
     sources = guest_dir(name)
     return ImageRecipe(
@@ -69,6 +69,7 @@ def guest_recipe(name: str, *requires: Requirement, version: str = "1",
         version=version,
         extra_inputs=extra_inputs,
         requires=requires,
+        cold_build_s=cold_build_s,
     )
 
 

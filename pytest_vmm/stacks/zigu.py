@@ -60,7 +60,8 @@ def default_hypervisor(host: HostInfo) -> str:
 stack = Stack(
     name="zigu",
     description="Zig microkernel with a capability-gated ABI (seed 001)",
-    recipe=guest_recipe("zigu", needs_python_module("ziglang", "ziglang")),
+    # cold_build_s: 127 s here with zig's own cache cold
+    recipe=guest_recipe("zigu", needs_python_module("ziglang", "ziglang"), cold_build_s=130.0),
     boot=boot,
     default_hypervisor=default_hypervisor,
     hypervisors=("qemu", "god", "firecracker"),
