@@ -191,3 +191,26 @@ def test_bad_kernel_is_a_clear_error(kvm, tmp_path):
     assert p.returncode == 4 and b"No such file" in p.stderr
     p = subprocess.run(_god(str(junk), "--cpus", "100000"), capture_output=True, timeout=scaled(30), check=False)
     assert p.returncode == 4 and b"--cpus 100000" in p.stderr
+
+
+@pytest.mark.parametrize("irqchip, expected", [
+    ("split", b"god: stats: pit_delivered=0 pit_coalesced=0 pit_ack_timeouts=0 pit_backlog=0"),
+    ("kernel", b"god: stats: none"),
+])
+def test_stats_line_at_exit(kvm, gcc, tmp_path, irqchip, expected):
+    """`god run --stats`: one line of god's own device counters after the exit reason. A guest
+    that never loads a PIT count gets no IRQ0 (8254 datasheet: mode 0/2/3 counting starts
+    when the count is written); the kernel irqchip's counters are the host's, not god's."""
+    guest = build_c64(tmp_path, IDLE_C, "idle")
+    p = subprocess.Popen(_god(str(guest), "--flat-addr", "0x100000", "--irqchip", irqchip, "--stats"),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.read(5) == b"IDLE\n"
+        p.send_signal(signal.SIGINT)
+        assert p.wait(scaled(5)) == 0
+        lines = p.stderr.read().splitlines()
+        assert lines[-1] == expected and b"terminating on signal" in lines[-2]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                           "kernel: KVM's in-kernel PIC, IOAPIC and PIT")
     run.add_argument("--trace-unassigned", action="store_true",
                      help="report the first access to each unassigned port/MMIO address")
+    run.add_argument("--stats", action="store_true",
+                     help="at exit, print god's device counters (e.g. the PIT's delivered, "
+                          "coalesced and unacknowledged ticks) as one 'god: stats:' line")
     run.add_argument("--disk", action="append", default=[], metavar="PATH[,ro]",
                      help="virtio-blk disk on a raw image (repeatable; ',ro' = read-only)")
     run.add_argument("--vsock-uds", default=None, metavar="PATH",
@@ -236,7 +239,7 @@ def _run_x86(a: argparse.Namespace) -> int:
                      a.flat_addr, a.flat_mode)
     except (KvmError, LoaderError, ValueError, MemoryError, OSError) as e:
         return host_error(e, console, machine)
-    return run_until_exit(machine)
+    return run_until_exit(machine, stats=a.stats)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,9 @@ def host_error(e: BaseException, console: Console | None = None, machine: Machin
     return STATUS_HOST_ERROR
 
 
-def run_until_exit(machine: MachineBase) -> int:
-    """Run ``machine`` to its exit, close it, print why it stopped; its status is god's."""
+def run_until_exit(machine: MachineBase, stats: bool = False) -> int:
+    """Run ``machine`` to its exit, close it, print why it stopped (and with ``stats`` its
+    device counters, one `god: stats:` line); its status is god's."""
     def on_signal(signum: int, frame: object) -> None:
         machine.request_stop(VmExit(STATUS_OK, f"terminating on signal {signum}", "signal"))
 
@@ -34,4 +35,7 @@ def run_until_exit(machine: MachineBase) -> int:
         machine.close()
     if result.message:
         print(f"god: {result.message}", file=sys.stderr)
+    if stats:
+        figures = " ".join(f"{k}={v}" for k, v in machine.stats().items())
+        print(f"god: stats: {figures or 'none'}", file=sys.stderr)
     return result.status

@@ -45,6 +45,9 @@ class KernelIrqchip:
     def line(self, gsi: int) -> IrqLine:
         return KvmIrqLine(self.vm.irq_line, gsi)
 
+    def stats(self) -> dict[str, int]:
+        return {}  # the host kernel keeps its counters
+
     def attach(self, runners: list[VcpuRunner]) -> None:
         pass
 
@@ -107,6 +110,12 @@ class SplitIrqchip:
 
     def line(self, gsi: int) -> IrqLine:
         return GsiLine(self.router, gsi)
+
+    def stats(self) -> dict[str, int]:
+        """The PIT's IRQ0 figures under its lost-tick policy (god.devices.pit)."""
+        p = self.pit
+        return {"pit_delivered": p.delivered, "pit_coalesced": p.coalesced,
+                "pit_ack_timeouts": p.ack_timeouts, "pit_backlog": p.backlog}
 
     def attach(self, runners: list[VcpuRunner]) -> None:
         for r in runners:

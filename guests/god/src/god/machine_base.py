@@ -29,6 +29,8 @@ class _Startable(Protocol):
 
     def stop(self) -> None: ...
 
+    def stats(self) -> dict[str, int]: ...
+
 KICK_SIGNAL = signal.SIGUSR1
 
 
@@ -49,6 +51,10 @@ class MachineBase:
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._kick_ok = False
         self.runners = []
+
+    def stats(self) -> dict[str, int]:
+        """Device counters for `god run --stats` (those god's interrupt controller keeps)."""
+        return self.irqchip.stats()
 
     def request_stop(self, result: VmExit) -> None:
         """Record why we stop (the first reason wins) and interrupt every vCPU. Any thread;

@@ -183,6 +183,7 @@ class Pit:
         self._stopping = False
         self.delivered = 0           # IRQ0 pulses sent
         self.coalesced = 0           # ticks dropped by the lost-tick policy
+        self.ack_timeouts = 0        # ticks never acknowledged within ACK_TIMEOUT_NS
         self._hold_until = 0         # no catch-up tick before this (ns)
         self.backlog = 0             # ticks due but not delivered yet
         # Called once when a tick is due while the last is unacknowledged: lets the machine
@@ -376,6 +377,7 @@ class Pit:
             nxt = ch.pending[1]
         if self._in_flight_ns is not None and now - self._in_flight_ns >= ACK_TIMEOUT_NS:
             self._in_flight_ns = None  # never acknowledged: presume it lost
+            self.ack_timeouts += 1
         if self._in_flight_ns is not None and self.nudge is not None:
             # The first one early, so that the acknowledgement is usually in by the next
             # edge; then again every RENUDGE (a nudge that lands before the guest took the

@@ -86,4 +86,4 @@ def run(a: argparse.Namespace) -> int:
                 out.write(machine.mem.read(p.dtb_addr, size))
     except (KvmError, LoaderError, ValueError, MemoryError, OSError, GuestMemoryError) as e:
         return host_error(e, console, machine)
-    return run_until_exit(machine)
+    return run_until_exit(machine, stats=a.stats)
