@@ -28,6 +28,7 @@ DISK_MARKER_FILE = "marker.txt"
 DISK_MARKER = "god-virtio-blk-via-acpi"
 # Modules (with their dependencies) for a virtio-mmio disk with ext2 on it
 LINUX_DISK_MODULES = ("virtio_mmio", "virtio_blk", "crc32c_generic", "ext4")
+LANE_LINUX_IRQCHIP = os.environ.get("LANE_LINUX_IRQCHIP", "kernel")
 # Generous: TCG on a shared 2-core machine; the lane reports its own timings.
 LINUX_TIMEOUT_S = 240
 GOD_SUITE_TIMEOUT_S = 900
@@ -159,7 +160,8 @@ def lane_boot(request: pytest.FixtureRequest, lane_available: None,
             # KVM's PIC/IOAPIC/PIT, as the god-svm hypervisor uses: with god's own (split)
             # Linux's check_timer sees no IRQ0 through god's IOAPIC in the nested lane and its
             # fallback hangs (docs/lane.md, "Known gaps"; measured 2026-12-03).
-            " --irqchip kernel"
+            # LANE_LINUX_IRQCHIP=split tries god's own; --stats prints its PIT figures.
+            f" --irqchip {LANE_LINUX_IRQCHIP} --stats"
             # the disk is announced only by god's ACPI DSDT (LNRO0005), not on the command line
             " --disk /lane/guest/disk.ext2,ro --virtio-cmdline off"
             f" --append '{append}' </dev/null\n"
