@@ -194,7 +194,7 @@ def test_bad_kernel_is_a_clear_error(kvm, tmp_path):
 
 
 @pytest.mark.parametrize("irqchip, expected", [
-    ("split", b"god: stats: pit_delivered=0 pit_coalesced=0 pit_ack_timeouts=0 pit_backlog=0"),
+    ("split", b"god: stats: pit_delivered=0 pit_coalesced=0 pit_ack_timeouts=0 pit_withdrawn=0 pit_backlog=0"),
     ("kernel", b"god: stats: none"),
 ])
 def test_stats_line_at_exit(kvm, gcc, tmp_path, irqchip, expected):

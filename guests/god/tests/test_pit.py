@@ -303,3 +303,40 @@ def test_masked_ticks_are_lost():
 def test_control_port_reads_ff():
     """Control Word Register: write only (a read is a no-operation, the bus floats)."""
     assert Rig().inp(0x43) == 0xFF
+
+
+def test_tick_withdrawn_by_its_controller_releases_the_next():
+    """god's lost-tick policy (module docstring): a tick the only controller that took it no
+    longer requests (is_withdrawn) is not waited for: the next one goes out at the next poll,
+    not after ACK_TIMEOUT_NS."""
+    r = Rig(acked=True)
+    withdrawn = False
+    r.pit.is_withdrawn = lambda: withdrawn
+    r.out(0x43, 0x34)
+    r.out(0x40, 100)
+    r.out(0x40, 0)
+    r.advance(100)
+    r.pit.poll(r.now)
+    r.advance(100)
+    r.pit.poll(r.now)
+    assert len(r.pulses) == 1           # held back: the first is unacknowledged
+    withdrawn = True
+    r.pit.poll(r.now)
+    assert len(r.pulses) == 2 and r.pit.withdrawn == 1 and r.pit.ack_timeouts == 0
+
+
+def test_pit_tick_left_with_a_masked_8259_is_withdrawn():
+    """8259A datasheet, OCW1: a set IMR bit inhibits its IR input, so a request latched but
+    masked before the INTA never reaches the CPU (Linux's check_timer masks IRQ0 at the 8259,
+    then tests the IOAPIC pin). The router reports the PIT's last tick as withdrawn then;
+    one the IOAPIC also took is not (it is an MSI already at the LAPIC)."""
+    from god.devices.irq import IsaIrqRouter
+    from god.devices.pic import DualPic
+
+    pic = DualPic()
+    for port, v in ((0, 0x11), (1, 0x20), (1, 0x04), (1, 0x01), (1, 0xFE)):  # ICW1-4, OCW1: IR0 only
+        pic.write_port(0, port, v)
+    router = IsaIrqRouter(pic, None)
+    assert router.pulse(0) and not router.pulse_withdrawn(0)    # latched, unmasked: INTA will come
+    pic.write_port(0, 1, 0xFF)                                    # OCW1: mask IR0
+    assert router.pulse_withdrawn(0)

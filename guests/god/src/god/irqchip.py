@@ -81,6 +81,10 @@ class SplitIrqchip:
         # leaves it to the timer thread.
         self.ioapic.ack_pins[PIT_IRQ] = lambda: self.pit.ack(send_next=True)
         self.pic.on_ack = lambda irq: self.pit.ack() if irq == PIT_IRQ else None
+        # Linux's check_timer masks IRQ0 at the 8259 and re-initialises it, then unmasks the
+        # IOAPIC pin and counts ticks for ~10 jiffies: a tick left with the 8259 must not hold
+        # the IOAPIC's back for ACK_TIMEOUT_NS.
+        self.pit.is_withdrawn = lambda: self.router.pulse_withdrawn(PIT_IRQ)
         if nudge_eois:
             self.ioapic.nudge = self._nudge
             self.pit.nudge = lambda: self._nudge(entry_msi(self.ioapic.entries[PIT_IRQ])[0])
@@ -115,7 +119,8 @@ class SplitIrqchip:
         """The PIT's IRQ0 figures under its lost-tick policy (god.devices.pit)."""
         p = self.pit
         return {"pit_delivered": p.delivered, "pit_coalesced": p.coalesced,
-                "pit_ack_timeouts": p.ack_timeouts, "pit_backlog": p.backlog}
+                "pit_ack_timeouts": p.ack_timeouts, "pit_withdrawn": p.withdrawn,
+                "pit_backlog": p.backlog}
 
     def attach(self, runners: list[VcpuRunner]) -> None:
         for r in runners:

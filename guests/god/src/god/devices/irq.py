@@ -46,6 +46,7 @@ class IsaIrqRouter:
 
     def __init__(self, pic: DualPic | None, ioapic: Ioapic | None) -> None:
         self.pic, self.ioapic = pic, ioapic
+        self._pic_only: set[int] = set()  # GSIs whose last pulse only the 8259 took
 
     def set_irq(self, gsi: int, level: bool) -> None:
         if self.pic is not None and gsi < 16 and gsi != 2:
@@ -56,14 +57,25 @@ class IsaIrqRouter:
 
     def pulse(self, gsi: int) -> bool:
         """One edge request (the PIT); True if the 8259 or the IOAPIC took it."""
-        taken = False
+        pic_took = ioapic_took = False
         if self.pic is not None and gsi < 16 and gsi != 2:
             self.pic.set_irq(gsi, True)
-            taken = self.pic.accepts(gsi)
+            pic_took = self.pic.accepts(gsi)
             self.pic.set_irq(gsi, False)
         if self.ioapic is not None:
-            taken = self.ioapic.pulse(gsi) or taken
-        return taken
+            ioapic_took = self.ioapic.pulse(gsi)
+        if pic_took and not ioapic_took:
+            self._pic_only.add(gsi)
+        else:
+            self._pic_only.discard(gsi)
+        return pic_took or ioapic_took
+
+    def pulse_withdrawn(self, gsi: int) -> bool:
+        """The last pulse on gsi went to the 8259 alone, which no longer requests it: its
+        input was masked or the chip re-initialised (ICW1) before the CPU's INTA, so no
+        acknowledgement will come for it (an IOAPIC pulse is an MSI already at the LAPIC)."""
+        # Unlocked: the PIT asks under its own lock, which the 8259's INTA path takes second.
+        return gsi in self._pic_only and self.pic is not None and not self.pic.accepts_unlocked(gsi)
 
 
 class GsiLine:

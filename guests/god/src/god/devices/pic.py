@@ -228,11 +228,16 @@ class DualPic:
     def accepts(self, irq: int) -> bool:
         """Whether a request on irq is latched and unmasked (it will reach the CPU)."""
         with self._lock:
-            chip, bit = (self.master, 1 << irq) if irq < 8 else (self.slave, 1 << (irq - 8))
-            ok = bool(chip.irr & bit) and not chip.imr & bit
-            if irq >= 8:
-                ok = ok and not self.master.imr & (1 << CASCADE_IRQ)
-            return ok
+            return self.accepts_unlocked(irq)
+
+    def accepts_unlocked(self, irq: int) -> bool:
+        """accepts() without the lock, for a caller that holds a lock the 8259's INTA path
+        takes after its own (the PIT's): a snapshot that may be one register write old."""
+        chip, bit = (self.master, 1 << irq) if irq < 8 else (self.slave, 1 << (irq - 8))
+        ok = bool(chip.irr & bit) and not chip.imr & bit
+        if irq >= 8:
+            ok = ok and not self.master.imr & (1 << CASCADE_IRQ)
+        return ok
 
     def _poll(self, n: int) -> int:
         """OCW3 poll: the read is the INTA (bit 7 = request, bits 2:0 = the IR)."""

@@ -24,7 +24,9 @@ guest had interrupts off, its vCPU was descheduled on a loaded host, god's timer
 woke late - are held back and sent one per acknowledgement, so the guest counts every
 tick. At most MAX_BACKLOG_NS worth of ticks (and at most MAX_BACKLOG) are held back; beyond
 that the excess is coalesced (dropped), so a guest stopped for long gets no storm. A tick
-unacknowledged for ACK_TIMEOUT_NS is presumed lost and the next one is sent. A tick that no
+unacknowledged for ACK_TIMEOUT_NS is presumed lost and the next one is sent, and so at once is
+one the only controller that took it no longer requests (8259 input masked or the chip
+re-initialised before the CPU's INTA: is_withdrawn). A tick that no
 controller takes (masked at the PIC and the IOAPIC) is lost with the backlog, as on the real
 part. Without acknowledgements (acked=False) held-back ticks are spaced CATCHUP_FRACTION of a
 period apart (at least CATCHUP_MIN_NS).
@@ -184,6 +186,10 @@ class Pit:
         self.delivered = 0           # IRQ0 pulses sent
         self.coalesced = 0           # ticks dropped by the lost-tick policy
         self.ack_timeouts = 0        # ticks never acknowledged within ACK_TIMEOUT_NS
+        self.withdrawn = 0           # ticks the controller dropped before the CPU took them
+        # True when the unacknowledged tick can no longer be taken (masked at the 8259 that
+        # alone held it): waiting ACK_TIMEOUT_NS for it would stall IRQ0 for nothing.
+        self.is_withdrawn: Callable[[], bool] | None = None
         self._hold_until = 0         # no catch-up tick before this (ns)
         self.backlog = 0             # ticks due but not delivered yet
         # Called once when a tick is due while the last is unacknowledged: lets the machine
@@ -378,6 +384,9 @@ class Pit:
         if self._in_flight_ns is not None and now - self._in_flight_ns >= ACK_TIMEOUT_NS:
             self._in_flight_ns = None  # never acknowledged: presume it lost
             self.ack_timeouts += 1
+        elif self._in_flight_ns is not None and self.is_withdrawn is not None and self.is_withdrawn():
+            self._in_flight_ns = None
+            self.withdrawn += 1
         if self._in_flight_ns is not None and self.nudge is not None:
             # The first one early, so that the acknowledgement is usually in by the next
             # edge; then again every RENUDGE (a nudge that lands before the guest took the
