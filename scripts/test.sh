@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start, command 2: the project's own tests (plugin, god, guests) and the conformance
-# suites on every stack, plus god@qemu (god compared with QEMU), god@god-svm (god on the
+# suites on every stack, plus god@qemu (god compared with QEMU), god@god-kirq (god with KVM's
+# in-kernel PIC/IOAPIC/PIT beside its own), god@god-svm (god on the
 # real kvm_amd inside QEMU TCG), microkernelia@qemu (MCP through QEMU and god's vhost-user
 # vsock back-end), god@qemu-virt (the arm64 probe on QEMU virt, the ARM suites' reference),
 # god@god-arm64 (the same probe on god's arm64 backend over the real arm64 KVM inside QEMU TCG
@@ -11,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-TARGETS=all,god@qemu,god@god-svm,microkernelia@qemu,god@qemu-virt,god@god-arm64,zosia@qemu-virt
+TARGETS=all,god@qemu,god@god-kirq,god@god-svm,microkernelia@qemu,god@qemu-virt,god@god-arm64,zosia@qemu-virt
 
 # A whole run (no arguments) builds the images beside the tests, at the lowest CPU priority:
 # from cold caches the long builds (llama.cpp, minutes each) then use the CPU the tests leave

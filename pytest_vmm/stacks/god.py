@@ -23,9 +23,9 @@ from pytest_vmm.stacks._common import (
 from pytest_vmm.virtio import testdisk
 
 # Hypervisors that attach the disks/vsock of a BootSpec (god-svm's lane does not pass them).
-WITH_DISKS = ("god", "qemu")
+WITH_DISKS = ("god", "god-kirq", "qemu")
 # QEMU has no vsock device of its own here (only vhost-user to god's back-end).
-WITH_VSOCK = ("god",)
+WITH_VSOCK = ("god", "god-kirq")
 
 
 def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
