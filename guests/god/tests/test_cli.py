@@ -159,10 +159,15 @@ def test_unix_socket_serial(kvm, echo_guest, tmp_path):
                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + scaled(20)
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
         s = socket.socket(socket.AF_UNIX)
-        s.connect(str(path))
+        while True:  # the path exists from bind(); connect works once god listen()s
+            try:
+                s.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
         s.settimeout(scaled(20))
         got = b""
         while b"READY\n" not in got:
