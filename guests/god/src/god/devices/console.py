@@ -11,8 +11,12 @@ import errno
 import os
 import termios
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from god.devices.eventloop import EventLoop
+
+if TYPE_CHECKING:
+    import socket
 
 Feed = Callable[[bytes], None]
 
@@ -132,16 +136,10 @@ class UnixSocketConsole(Console):
     BACKLOG = 64 * 1024
 
     def __init__(self, path: str) -> None:
-        import socket  # only this console needs it; keeps boot imports small
+        from god.unix_listener import listen_unix  # only this console needs sockets; keeps boot imports small
 
         self.path = path
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(path)
-        self.server.listen(1)
+        self.server = listen_unix(path, 1)
         self.server.setblocking(False)
         self.client: socket.socket | None = None
         self.backlog = bytearray()

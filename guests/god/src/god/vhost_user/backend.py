@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from god.memory import GuestMemoryError
+from god.unix_listener import listen_unix
 from god.vhost_user.memory import SharedMemory
 from god.virtio.device import ActiveQueues, VirtioDevice
 from god.virtio.queue import QueueError, Virtqueue
@@ -306,14 +307,7 @@ class VhostUserBackend:
 def serve_forever(path: str, make_backend: Callable[[], VhostUserBackend],
                   once: bool = False) -> None:
     """Listen on path and serve front-ends one after another (QEMU may reconnect)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    lst.bind(path + ".tmp")
-    lst.listen(1)
-    os.rename(path + ".tmp", path)  # appear only when ready: Companion.ready_path
+    lst = listen_unix(path, 1)  # appears only when ready: Companion.ready_path
     backend = make_backend()
     try:
         while True:

@@ -31,6 +31,7 @@ import struct
 from dataclasses import dataclass, field
 
 from god.memory import GuestMemoryError
+from god.unix_listener import listen_unix
 from god.virtio.device import DEVICE_ID_VSOCK, ActiveQueues, VirtioDevice, Worker, drain_eventfd
 from god.virtio.queue import Chain, QueueError, Virtqueue
 
@@ -85,13 +86,7 @@ class VirtioVsock(VirtioDevice):
                              "(0-2 are reserved, 2 is the host)")
         self.uds_path = uds_path
         self.guest_cid = guest_cid
-        try:
-            os.unlink(uds_path)
-        except FileNotFoundError:
-            pass
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(uds_path)
-        self.listener.listen(128)
+        self.listener = listen_unix(uds_path, 128)
         self.listener.setblocking(False)
         self._worker: Worker | None = None
         self._active: ActiveQueues | None = None
