@@ -218,6 +218,9 @@ def test_http_both_eras(http_bridge: BridgeHTTPServer) -> None:
 
 
 def test_http_over_length_body(http_bridge: BridgeHTTPServer, shared_machine: Machine) -> None:
+    """MCP 2025-11-25 basic/transports (Streamable HTTP) and docs/microkernelia.md, "Host side": a
+    body above the 1 MiB frame limit is refused by the bridge with 413 and a -32600 error
+    (JSON-RPC 2.0 section 5.1); the guest keeps serving."""
     status, _, reply = post(http_bridge.url, b" " * (MAX_FRAME + 1), {})
     assert status == 413 and reply["error"]["code"] == INVALID_REQUEST, (status, reply)
     assert_guest_serving(shared_machine)

@@ -132,6 +132,8 @@ def describe(check: dict[str, Any]) -> str:
 
 
 def test_baseline_entries_have_reasons() -> None:
+    """tools/mcp-conformance/expected-failures.yml (the conformance tool's expected-failures
+    format): the baseline is not empty and every entry carries its reason."""
     baseline = read_baseline()
     assert baseline.scenarios or baseline.checks
 
@@ -140,6 +142,9 @@ def test_baseline_entries_have_reasons() -> None:
 @pytest.mark.parametrize("revision, scenario", PARAMS or [pytest.param("-", "-", id="no-tool")])
 def test_conformance_scenario(shared_machine: Machine, tmp_path_factory: pytest.TempPathFactory,
                               revision: str, scenario: str) -> None:
+    """The official MCP conformance tool's scenario of this name, for this revision (MCP
+    2025-11-25 or 2026-07-28 "requirements"): it passes, or it is an expected failure with its
+    reason in the baseline."""
     key = (str(machine_socket(shared_machine)), revision)
     if key not in _RUNS:
         _RUNS[key] = run_tool(shared_machine, revision, tmp_path_factory.mktemp(f"conformance-{revision}"))

@@ -370,6 +370,8 @@ def test_internal_error_for_an_unframeable_reply(shared_machine: Machine) -> Non
 
 
 def test_exactly_one_mib_is_accepted(shared_machine: Machine) -> None:
+    """docs/microkernelia.md, "MCP" (framing): a frame of exactly 1 MiB is within the limit and is
+    answered (a ping padded with JSON whitespace, RFC 8259 section 2, is still one request)."""
     body = b'{"jsonrpc":"2.0","id":5,"method":"ping"}'
     frame = body + b" " * (MAX_FRAME - len(body))
     assert len(frame) == MAX_FRAME
@@ -380,6 +382,9 @@ def test_exactly_one_mib_is_accepted(shared_machine: Machine) -> None:
 
 @pytest.mark.parametrize("length", [MAX_FRAME + 1, 2**32 - 1], ids=["1MiB+1", "4GiB"])
 def test_oversize_length_refused_then_closed(shared_machine: Machine, length: int) -> None:
+    """docs/microkernelia.md, "MCP" (framing): a length above 1 MiB is refused at the header with
+    -32600 (JSON-RPC 2.0 section 5.1, Invalid Request) naming the length, then the connection is
+    closed, and the body is never allocated (the heap does not grow by its size)."""
     with client(shared_machine) as c:
         before = c.health()["heap_used"]
         c.send_raw(struct.pack(">I", length))  # only the header: the guest must not wait for the body
@@ -401,12 +406,17 @@ def test_zero_length_frame_is_a_parse_error(shared_machine: Machine) -> None:
 
 
 def test_truncated_frame_then_close_then_new_connection(shared_machine: Machine) -> None:
+    """docs/microkernelia.md, "MCP" (framing): a peer that leaves mid-frame costs the server
+    nothing; a new connection is served (health)."""
     with client(shared_machine) as c:
         c.send_raw(struct.pack(">I", 100) + b'{"jsonrpc":"2.0"')
     assert_healthy(shared_machine)
 
 
 def test_one_byte_at_a_time(shared_machine: Machine) -> None:
+    """docs/microkernelia.md, "MCP" (framing): the decoder takes whatever chunks arrive; two frames
+    sent a byte at a time get two responses (JSON-RPC 2.0 section 5: same id, empty ping result,
+    MCP 2025-11-25 basic/utilities/ping)."""
     wire = encode_frame({"jsonrpc": "2.0", "id": 9, "method": "ping"}) * 2
     with client(shared_machine) as c:
         for i in range(len(wire)):
@@ -417,6 +427,8 @@ def test_one_byte_at_a_time(shared_machine: Machine) -> None:
 
 
 def test_pipelined_frames_answered_in_order(shared_machine: Machine) -> None:
+    """docs/microkernelia.md, "MCP" (framing): several frames in one packet are answered in order;
+    each request gets exactly one response with its id (JSON-RPC 2.0 section 5)."""
     wire = b"".join(encode_frame({"jsonrpc": "2.0", "id": i, "method": "ping"}) for i in range(100))
     with client(shared_machine) as c:
         c.send_raw(wire)
@@ -425,6 +437,9 @@ def test_pipelined_frames_answered_in_order(shared_machine: Machine) -> None:
 
 
 def test_sixteen_concurrent_connections_both_eras(shared_machine: Machine) -> None:
+    """MCP 2025-11-25 and 2026-07-28, server/tools (tools/list): sixteen connections at once, half of
+    each protocol era, every response valid for its era (the response_problems model); the
+    server stays healthy."""
     clients = [client(shared_machine, ERAS[n % 2]) for n in range(16)]
     errors: list[str] = []
 
@@ -457,5 +472,7 @@ def test_invalid_utf8_in_a_string(shared_machine: Machine) -> None:
 
 
 def test_still_healthy_after_everything(shared_machine: Machine) -> None:
+    """docs/microkernelia.md, "MCP": whatever the peers above sent, the server still answers health
+    on a new connection and the machine is alive."""
     assert_healthy(shared_machine)
     assert shared_machine.is_alive()

@@ -39,6 +39,9 @@ def with_session(machine: Machine, body: Callable[[ClientSession], Awaitable[Any
 
 
 def test_sdk_handshake_and_tool_listing_match_the_wire(shared_machine: Machine) -> None:
+    """MCP 2025-11-25 lifecycle (initialize), server/tools (tools/list) and basic/utilities/ping
+    (an empty result): the SDK's session sees the same tool names and inputSchemas as the raw
+    wire client."""
     async def body(session: ClientSession) -> tuple[dict[str, Any], dict[str, Any]]:
         return wire(await session.list_tools()), wire(await session.send_ping())
 
@@ -54,6 +57,10 @@ def test_sdk_handshake_and_tool_listing_match_the_wire(shared_machine: Machine) 
 
 
 def test_sdk_calls_every_tool(shared_machine: Machine) -> None:
+    """MCP 2025-11-25 server/tools, "Calling Tools": every tool answers a CallToolResult with
+    isError false and text content; the values come from an independent reading of the model
+    file and the seed's tool list (infer answers about sockets, health "ok", metadata names the
+    stack)."""
     async def body(session: ClientSession) -> dict[str, dict[str, Any]]:
         results = {"load_model": wire(await session.call_tool("load_model", {"path": "model.kv"}))}
         results["infer"] = wire(await session.call_tool("infer", {"prompt": "What is vsock?"}))
@@ -71,6 +78,8 @@ def test_sdk_calls_every_tool(shared_machine: Machine) -> None:
 
 
 def test_sdk_sees_a_failing_tool_as_an_error_result(shared_machine: Machine) -> None:
+    """MCP 2025-11-25 server/tools, "Error Handling": a tool execution error (a file that does
+    not exist) is a result with isError true, not a protocol error."""
     async def body(session: ClientSession) -> dict[str, Any]:
         return wire(await session.call_tool("load_model", {"path": "no-such-file"}))
 
@@ -79,6 +88,8 @@ def test_sdk_sees_a_failing_tool_as_an_error_result(shared_machine: Machine) -> 
 
 
 def test_sdk_raises_protocol_errors(shared_machine: Machine) -> None:
+    """MCP 2025-11-25 server/tools, "Error Handling": an unknown tool is a protocol error, -32602
+    (JSON-RPC 2.0 section 5.1, Invalid params), which the SDK raises."""
     async def body(session: ClientSession) -> int:
         with pytest.raises(SdkError) as err:
             await session.call_tool("no_such_tool", {})

@@ -219,6 +219,8 @@ def test_abi_fuzz_host() -> None:
 
 @pytest.mark.vmm_requires("abi")
 def test_abi_fuzz_in_guest(shared_machine) -> None:
+    """docs/zigu-abi.md, rules 1-6 and 9, in the guest: random call sequences through the
+    guest's ABI channel, each result predicted by the document's model."""
     UK = zigu.adapter("ukernel_abi").UK
     abi = shared_machine.channel("abi")
     cur = settings()

@@ -68,6 +68,10 @@ def read_all(c: McpClient, until_marker: bool) -> tuple[list[Any], bool]:
 @guest_settings()
 @given(seq=frame_sequences())
 def test_guest_answers_frame_sequences(shared_machine: Machine, seq: list[bytes]) -> None:
+    """JSON-RPC 2.0 sections 4-5 and MCP 2025-11-25/2026-07-28 (schema), through the oracle in
+    pytest_vmm.mcp_oracle: every request answered once with its id, notifications unanswered,
+    every response schema-valid, the connection closed only after an over-length header
+    (docs/microkernelia.md, "MCP")."""
     note(f"frames: {[f[:80] for f in seq]}")
     closes = bool(seq) and is_oversize(seq[-1])
     with connect_machine(shared_machine, timeout=30) as c:
