@@ -3,7 +3,8 @@
 # suites on every stack, plus god@qemu (god compared with QEMU), god@god-kirq (god with KVM's
 # in-kernel PIC/IOAPIC/PIT beside its own), god@god-svm (god on the
 # real kvm_amd inside QEMU TCG), microkernelia@qemu (MCP through QEMU and god's vhost-user
-# vsock back-end), god@qemu-virt (the arm64 probe on QEMU virt, the ARM suites' reference),
+# vsock back-end), microkernelia@god-svm (MCP on god over the real kvm_amd, the vsock carried
+# out of the lane by the lane link), god@qemu-virt (the arm64 probe on QEMU virt, the ARM suites' reference),
 # god@god-arm64 (the same probe on god's arm64 backend over the real arm64 KVM inside QEMU TCG
 # aarch64: one lane for the session) and zosia@qemu-virt (zosia's AArch64 image on QEMU virt).
 # CI runs this.
@@ -12,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-TARGETS=all,god@qemu,god@god-kirq,god@god-svm,microkernelia@qemu,god@qemu-virt,god@god-arm64,zosia@qemu-virt
+TARGETS=all,god@qemu,god@god-kirq,god@god-svm,microkernelia@qemu,microkernelia@god-svm,god@qemu-virt,god@god-arm64,zosia@qemu-virt
 
 # A whole run (no arguments) builds the images beside the tests, at the lowest CPU priority:
 # from cold caches the long builds (llama.cpp, minutes each) then use the CPU the tests leave

@@ -40,7 +40,7 @@ def test_the_lane_runs_gods_own_argv_with_files_shipped_in(tmp_path: Path) -> No
     s = spec(tmp_path)
     files: dict[str, Path] = {}
     inner = lane.hypervisor.god_argv(s, files)
-    host_argv = god.god_run_argv(s, ["python3", "-u"])
+    host_argv = god.god_run_argv(s, ["python3", "-u"], vsock_uds=lane.LANE_VSOCK_UDS)
     # Same words, with each host file replaced by its place in the lane's initramfs.
     placed = {"/" + lane_path: str(src) for lane_path, src in files.items()}
     def on_host(word: str) -> str:
@@ -50,8 +50,23 @@ def test_the_lane_runs_gods_own_argv_with_files_shipped_in(tmp_path: Path) -> No
     # The lane adds --irqchip kernel for now (docs/lane.md, "Known gaps").
     assert [on_host(w) for w in inner] == host_argv + ["--irqchip", "kernel"]
     assert sorted(files.values()) == sorted([s.kernel, s.initrd, *(d.path for d in s.disks)])
-    assert "--vsock-uds" not in inner, "the lane has no vsock path to the host"
-    assert "blk" in lane.hypervisor.provides and "vsock" not in lane.hypervisor.provides
+    assert {"blk", "vsock"} <= lane.hypervisor.provides
+
+
+def test_the_lane_carries_the_vsock_socket_out_through_the_lane_link(tmp_path: Path) -> None:
+    """god's vsock socket inside the lane, the lane link's ends around it: its host end a
+    companion that QEMU waits for, its lane end started before god, on the lane's ttyS1."""
+    s = spec(tmp_path)
+    (tmp_path / "vmlinux").write_bytes(b"")
+    (tmp_path / "lane.cpio.gz").write_bytes(b"")
+    s.hypervisor_images["lane"] = BuiltImage("lane", tmp_path)
+    plan = lane.hypervisor.launch_plan(s, "tcg", tmp_path, HOST)
+    (link,) = plan.companions
+    assert link.ready_path == tmp_path / lane.LINK_SOCKET
+    assert plan.vsock_socket == tmp_path / "vsock.sock" and plan.vsock_socket in plan.sockets
+    assert link.argv[link.argv.index("--listen") + 1] == str(plan.vsock_socket)
+    assert f"socket,id=lanelink,path={link.ready_path}" in plan.argv
+    assert "8250.nr_uarts=2" in plan.argv[plan.argv.index("-append") + 1]
 
 
 def test_qemu_and_the_lane_share_the_base_argv(tmp_path: Path) -> None:

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from pytest_vmm import lane_link
 from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
 from pytest_vmm.host import HostInfo
-from pytest_vmm.hypervisor import Accel, LaunchPlan
+from pytest_vmm.hypervisor import Accel, Companion, LaunchPlan
 from pytest_vmm.hypervisors.god import god_run_argv
 from pytest_vmm.hypervisors.qemu import QEMU_BINARY, QMP_SOCKET, Qemu, base_argv
 from pytest_vmm.hypervisors.qemu_feature import qemu_start_problem
@@ -49,6 +50,11 @@ GUEST_PYTHON = "/usr/bin/python3.11"
 LANE_OVERHEAD_MIB = 384
 # Kernel command line of the lane: quiet (the console is the test's console), no TSC
 # calibration under load (tsc_early_khz, PLATFORM.md), a panic ends QEMU at once.
+# The lane link (vsock out of the lane): the lane's second 16550, QEMU's end of it on the host,
+# and where god's vsock socket is inside the lane.
+LINK_TTY = "/dev/ttyS1"
+LINK_SOCKET = "lane-link.sock"
+LANE_VSOCK_UDS = "/tmp/vsock.sock"
 LANE_CMDLINE = "console=ttyS0 quiet loglevel=2 tsc=reliable panic=-1 8250.nr_uarts=1"
 
 
@@ -148,8 +154,9 @@ class GodSvm(Qemu):
                    "hardware-KVM semantics without hardware KVM (docs/lane.md)")
     accels: tuple[Accel, ...] = ("tcg", "kvm")  # type: ignore[assignment]  # tcg first: the lane
     process_also_runs = "QEMU and the lane's Linux, which run god and its guest"
-    # Disks travel in the per-boot initramfs (a writable disk's changes stay in the lane).
-    provides = frozenset({"blk"})
+    # Disks travel in the per-boot initramfs (a writable disk's changes stay in the lane);
+    # the vsock socket is carried out of the lane by the lane link (pytest_vmm/lane_link.py).
+    provides = frozenset({"blk", "vsock"})
 
     def problem(self, host: HostInfo) -> str:
         qemu = host.tool(QEMU_BINARY)
@@ -176,30 +183,50 @@ class GodSvm(Qemu):
 
     def god_argv(self, spec: BootSpec, files: dict[str, Path]) -> list[str]:
         """The god command line inside the lane: god's own builder (hypervisors/god.py), with
-        every file the guest needs (kernel, initrd, disks) shipped in the per-boot initramfs."""
-        def place(src: Path) -> str:
-            lane_path = f"lane/guest/{len(files)}-{src.name}"
-            files[lane_path] = src
-            return "/" + lane_path
-
-        # The vsock device would need a path from the lane's Unix socket to the host: not there
-        # yet, so GodSvm does not provide "vsock" (and stacks needing it do not list god-svm).
+        every file the guest needs (kernel, initrd, disks) shipped in the per-boot initramfs,
+        and god's vsock socket where the lane link's lane end connects to it."""
         # KVM's (kvm_amd's) irqchip in the lane for now: god's own PIT, nested in TCG, released
         # one tick too many after an EOI in the interrupt suite (docs/lane.md, "Known gaps").
-        return god_run_argv(spec, ["python3", "-u"], place=place) + ["--irqchip", "kernel"]
+        vsock = LANE_VSOCK_UDS if spec.vsock is not None else None
+        return god_run_argv(spec, ["python3", "-u"], place=lambda src: place_in_lane(files, src),
+                            vsock_uds=vsock) + ["--irqchip", "kernel"]
 
     def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:
         image = spec.hypervisor_images.get("lane") or build_lane()
         files: dict[str, Path] = {}
         god = self.god_argv(spec, files)
         script = "exec " + " ".join(shlex.quote(a) for a in god) + "\n"
+        qmp = run_dir / QMP_SOCKET
+        sockets, companions, vsock_socket, link_args = [qmp], [], None, []
+        if spec.vsock is not None:
+            # The lane link: its host end (a companion) listens where the guest's vsock
+            # appears on the host and carries each connection over the lane's second 16550
+            # to its lane end, which connects it to god's socket (pytest_vmm/lane_link.py).
+            vsock_socket = run_dir / spec.vsock.socket_name
+            link = run_dir / LINK_SOCKET
+            companions.append(Companion(
+                "lane-link", [sys.executable, "-m", "pytest_vmm.lane_link", "host", "--link", str(link),
+                              "--listen", str(vsock_socket)], ready_path=link))
+            sockets.append(vsock_socket)
+            link_end = place_in_lane(files, Path(lane_link.__file__))
+            script = (f"python3 -u {link_end} lane --tty {LINK_TTY} --connect {LANE_VSOCK_UDS} "
+                      f">/tmp/lane-link.log 2>&1 &\n") + script
+            link_args = ["-chardev", f"socket,id=lanelink,path={link}",
+                         "-device", "isa-serial,chardev=lanelink,iobase=0x2f8,irq=3"]
         initrd = concat(run_dir / "lane-initrd.img",
                         [image.file("lane.cpio.gz"), payload_initramfs(files, script)])
-        qmp = run_dir / QMP_SOCKET
         argv = lane_qemu_argv(image, initrd, accel, host, spec.mem_mib + LANE_OVERHEAD_MIB,
-                              spec.cpus, qmp)
-        argv += spec.hypervisor_args.get(self.name, [])
-        return LaunchPlan(argv=argv, sockets=[qmp], control_socket=qmp, stop="qmp")
+                              spec.cpus, qmp, extra_cmdline="8250.nr_uarts=2" if link_args else "")
+        argv += link_args + spec.hypervisor_args.get(self.name, [])
+        return LaunchPlan(argv=argv, sockets=sockets, companions=companions, control_socket=qmp,
+                          vsock_socket=vsock_socket, stop="qmp")
+
+
+def place_in_lane(files: dict[str, Path], src: Path) -> str:
+    """Ship ``src`` in the per-boot initramfs; its path inside the lane."""
+    lane_path = f"lane/guest/{len(files)}-{src.name}"
+    files[lane_path] = src
+    return "/" + lane_path
 
 
 hypervisor = GodSvm()

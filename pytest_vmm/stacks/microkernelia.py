@@ -45,7 +45,8 @@ stack = Stack(
     recipe=guest_recipe("microkernelia", needs_tool("cargo", "cargo"), version="2"),
     boot=boot,
     default_hypervisor="god",
-    hypervisors=("god", "qemu"),
+    # god-svm: god on the real kvm_amd in the SVM lane, the vsock carried out by the lane link
+    hypervisors=("god", "qemu", "god-svm"),
     capabilities=frozenset({"serial", "agent", "mcp", "vsock", "mmio", "irq", "timer"}),
     channels={"agent": agent_channel, "mcp": mcp_channel},
     needs_from_hypervisor=frozenset({"vsock"}),
