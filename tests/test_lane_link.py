@@ -87,7 +87,12 @@ def link(tmp_path: Path) -> Iterator[Path]:
         for proc in (host, lane):
             if proc is not None:
                 proc.terminate()
-                proc.wait(timeout=10)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # reported below, never left running
+                    proc.kill()
+                    proc.wait()
+                    pytest.fail(f"lane link end {proc.args[2:4]} ignored SIGTERM for 10 s")
         server.close()
         os.close(master)
         os.close(slave)
