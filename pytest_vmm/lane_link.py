@@ -120,8 +120,11 @@ class Pipe:
         if self.out:
             self.shut_after_flush = True
             return
+        # Closed here, never left to a finalizer: Python code run from one (a signal handler)
+        # has its exceptions swallowed.
         try:
-            socket.socket(fileno=os.dup(self.fd)).shutdown(socket.SHUT_WR)
+            with socket.socket(fileno=os.dup(self.fd)) as sock:
+                sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
@@ -241,10 +244,14 @@ def link_gone() -> None:
     raise SystemExit(0)
 
 
+def staging_name(path: str) -> str:
+    return f"{path}.{os.getpid()}.tmp"
+
+
 def listen_unix(path: str, backlog: int) -> socket.socket:
     """A listening socket whose path appears only once it accepts (bind a temporary name, then
     rename: a client waiting for the path is never refused)."""
-    staging = f"{path}.{os.getpid()}.tmp"
+    staging = staging_name(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(staging)
     server.listen(backlog)
@@ -284,7 +291,18 @@ def run_lane_end(tty_path: str, connect: str) -> None:
 
 def run_host_end(link_path: str, listen: str) -> None:
     """On the host: QEMU's chardev connects to ``link_path``; clients connect to ``listen``."""
-    signal.signal(signal.SIGTERM, lambda *_: link_gone())  # the machine's stop: clean up below
+    def stop(*_: object) -> None:
+        """The machine's stop (SIGTERM): remove this end's socket paths and exit here. Not by
+        raising SystemExit, which a finalizer the signal lands in would swallow."""
+        for path in (link_path, listen):
+            for name in (path, staging_name(path)):
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     clients = listen_unix(listen, 64)
     try:
         link_server = listen_unix(link_path, 1)  # the machine's ready path: QEMU may start now
