@@ -109,6 +109,10 @@ class Hypervisor(abc.ABC):
     # What the host process (machine.pid) runs besides the VMM under test, "" when it is the
     # VMM alone: checks that read the VMM's CPU time from /proc say so and bound it accordingly.
     process_also_runs: str = ""
+    # True when its machines share one costly resource per process (a lane booted once per
+    # session): under xdist all its tests then go to one worker. Otherwise a target's test
+    # modules spread over the workers, each worker booting its own shared machine (cheap).
+    one_worker: bool = False
 
     @abc.abstractmethod
     def problem(self, host: HostInfo) -> str:

@@ -83,12 +83,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """With plain ``-n N`` (dist=load), keep each target's tests on one worker."""
+    """With plain ``-n N`` (dist=load), schedule a target's tests by module (xdist_scheduling)."""
     if config.getoption("dist", "no") != "load":
         return None  # the user chose a distribution mode: respect it
     from pytest_vmm.xdist_scheduling import TargetScheduling
 
-    return TargetScheduling(config, log, [t.id for t in _session(config).targets])
+    targets = _session(config).targets
+    return TargetScheduling(config, log, [t.id for t in targets],
+                            [t.id for t in targets if t.hypervisor.one_worker])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-import pytest
-
-from tests.leaks import leftover_processes, leftover_run_dirs
-
-
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    before = set(leftover_processes())
-    yield
-    assert set(leftover_processes()) - before == set(), "a test-double guest outlived its test"
-    assert leftover_run_dirs() == [], "a machine run dir was left in /tmp"
+from tests.leaks import no_leftovers  # noqa: F401  (autouse: each test's guests and run dirs)
 
 
 def test_machine_boots_and_talks_over_the_console(fake_project) -> None:

@@ -117,9 +117,12 @@ def test_target_scope_finds_the_target_among_parameters() -> None:
     from pytest_vmm.xdist_scheduling import target_scope
 
     targets = ["god", "god@qemu", "zigu"]
-    assert target_scope("suites/t.py::test_x[god]", targets) == "vmm:god"
-    assert target_scope("suites/t.py::test_x[god@qemu]", targets) == "vmm:god@qemu"
-    assert target_scope("suites/t.py::test_x[god@qemu-7]", targets) == "vmm:god@qemu"
-    assert target_scope("suites/t.py::test_x[7-zigu]", targets) == "vmm:zigu"
+    assert target_scope("suites/t.py::test_x[god]", targets) == "vmm:god:suites/t.py"
+    assert target_scope("suites/t.py::test_x[god@qemu]", targets) == "vmm:god@qemu:suites/t.py"
+    assert target_scope("suites/t.py::test_x[god@qemu-7]", targets) == "vmm:god@qemu:suites/t.py"
+    assert target_scope("suites/t.py::test_x[7-zigu]", targets) == "vmm:zigu:suites/t.py"
+    # A one-worker target (the session's ARM64 lane) is one unit across its modules.
+    assert target_scope("suites/t.py::test_x[god]", targets, {"god"}) == "vmm:god"
+    assert target_scope("suites/u.py::test_x[god]", targets, {"god"}) == "vmm:god"
     assert target_scope("tests/t.py::test_y[godly]", targets) == "tests/t.py::test_y[godly]"
     assert target_scope("tests/t.py::test_z", targets) == "tests/t.py::test_z"
