@@ -11,6 +11,7 @@ the target id is the ``vmm_stack`` parameter id inside ``[...]``.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Collection
 from typing import Any
@@ -29,15 +30,20 @@ def target_of(nodeid: str, target_ids: Collection[str]) -> str | None:
     return None
 
 
-def target_scope(nodeid: str, target_ids: Collection[str], one_worker: Collection[str] = ()) -> str:
+def target_scope(nodeid: str, target_ids: Collection[str], one_worker: Collection[str] = (),
+                 roots: Collection[str] = ()) -> str:
     """The unit of scheduling: the target (one_worker targets), the target and the test's
-    module (other targets), or the node id itself when it runs on no target."""
+    module (other targets); for a test on no target, its module when the module lies
+    directly in one of ``roots`` (the testpaths), else its directory, so the modules under a
+    conftest share that conftest's session fixtures (one lane boot, one zigu build)."""
+    module = nodeid.split("::", 1)[0]
     target = target_of(nodeid, target_ids)
     if target is None:
-        return nodeid
+        folder = posixpath.dirname(module)
+        return module if not folder or folder in roots else f"dir:{folder}"
     if target in one_worker:
         return f"vmm:{target}"
-    return f"vmm:{target}:{nodeid.split('::', 1)[0]}"
+    return f"vmm:{target}:{module}"
 
 
 class TargetScheduling(LoadScopeScheduling):  # type: ignore[misc,unused-ignore]
@@ -45,6 +51,7 @@ class TargetScheduling(LoadScopeScheduling):  # type: ignore[misc,unused-ignore]
         super().__init__(config, log)
         self.target_ids = target_ids
         self.one_worker = frozenset(one_worker)
+        self.roots = frozenset(str(p).rstrip("/") for p in config.getini("testpaths"))
 
     def _split_scope(self, nodeid: str) -> str:
-        return target_scope(nodeid, self.target_ids, self.one_worker)
+        return target_scope(nodeid, self.target_ids, self.one_worker, self.roots)

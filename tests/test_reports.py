@@ -124,5 +124,10 @@ def test_target_scope_finds_the_target_among_parameters() -> None:
     # A one-worker target (the session's ARM64 lane) is one unit across its modules.
     assert target_scope("suites/t.py::test_x[god]", targets, {"god"}) == "vmm:god"
     assert target_scope("suites/u.py::test_x[god]", targets, {"god"}) == "vmm:god"
-    assert target_scope("tests/t.py::test_y[godly]", targets) == "tests/t.py::test_y[godly]"
-    assert target_scope("tests/t.py::test_z", targets) == "tests/t.py::test_z"
+    # On no target: a module in a testpath is a unit; a subdirectory's modules are one unit
+    # (they share its conftest's session fixtures).
+    assert target_scope("tests/t.py::test_y[godly]", targets, roots={"tests"}) == "tests/t.py"
+    assert target_scope("tests/t.py::test_z", targets, roots={"tests"}) == "tests/t.py"
+    assert target_scope("tests/lane/a.py::test_z", targets, roots={"tests"}) == "dir:tests/lane"
+    assert target_scope("tests/lane/b.py::test_z", targets, roots={"tests"}) == "dir:tests/lane"
+    assert target_scope("t.py::test_z", targets) == "t.py"
