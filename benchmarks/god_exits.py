@@ -29,11 +29,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "guests" / "god" / "src"))
 sys.path.insert(0, str(ROOT))
+from pytest_vmm.hypervisors.god import PYTHON_FLAGS, god_python_env
 from pytest_vmm.report.metrics import add_json_argument, emit, open_json
 
 GUEST_S = r"""
@@ -324,10 +326,10 @@ def qemu_argv(kernel: Path, irqchip: str = "on") -> list[str] | None:
             "-no-reboot", "-kernel", str(kernel)]
 
 
-def irq_round_trip_report(tmp: Path, god: list[str], samples: int) -> None:
+def irq_round_trip_report(tmp: Path, god_argv: Callable[[Path], list[str]], samples: int) -> None:
     """IRQ latency side by side: god split vs god kernel vs QEMU split vs QEMU on."""
     irq_elf = build_irq_guest(tmp)
-    god_irq = [*god[:4], str(irq_elf), *god[5:]]
+    god_irq = god_argv(irq_elf)
     targets: dict[str, list[str] | None] = {
         "god split": god_irq, "god kernel": [*god_irq, "--irqchip", "kernel"],
         "qemu split": qemu_argv(irq_elf, "split"), "qemu on": qemu_argv(irq_elf, "on")}
@@ -368,9 +370,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="god-bench-") as d:
         tmp = Path(d)
         elf, cvmm, load, entry = build(tmp, a.n)
-        god = [sys.executable, "-m", "god", "run", str(elf), "--mem", "128", "--serial", "stdio"]
+        # god starts as the plugin starts it (python -S, god's package on PYTHONPATH), so the
+        # boot figure is the one a suite sees.
+        os.environ.update(god_python_env())
+
+        def god_argv(kernel: Path) -> list[str]:
+            return [sys.executable, *PYTHON_FLAGS, "-m", "god", "run", str(kernel),
+                    "--mem", "128", "--serial", "stdio"]
+
+        god = god_argv(elf)
         if a.only_irq:
-            irq_round_trip_report(tmp, god, a.irqs)
+            irq_round_trip_report(tmp, god_argv, a.irqs)
             return 0
         vmms = {"god": god, "god-kernel": [*god, "--irqchip", "kernel"],
                 "c-loop": [str(cvmm), str(tmp / "guest.flat"), hex(load), hex(entry)]}
@@ -410,19 +420,21 @@ def main() -> int:
                 if ref in rates:
                     print(f"god / {ref}: port I/O {rates['god'][0] / rates[ref][0]:.2f}x, "
                           f"MMIO {rates['god'][1] / rates[ref][1]:.2f}x")
-        irq_round_trip_report(tmp, god, a.irqs)
+        irq_round_trip_report(tmp, god_argv, a.irqs)
         # Boot latency: a 1-exit guest, spawn to first serial byte.
-        small = build(tmp / "small" if (tmp / "small").mkdir() is None else tmp, 1)[0]
+        (tmp / "small").mkdir()
+        small = build(tmp / "small", 1)[0]
         boots: dict[str, float] = {}
         boot_cpu: dict[str, tuple[float, float]] = {}
-        for name, argv in (("god", [*god[:4], str(small), *god[5:]]),
-                           ("qemu-microvm", qemu_argv(small))):
-            if argv is None:
+        boot_argvs: dict[str, list[str] | None] = {"god": god_argv(small),
+                                                   "qemu-microvm": qemu_argv(small)}
+        for name, boot_argv in boot_argvs.items():
+            if boot_argv is None:
                 continue
             samples = []
             for _ in range(a.boots):
                 try:
-                    bm = timed(argv)
+                    bm = timed(boot_argv)
                     samples.append(bm["A"])
                     emit("boot_ms", bm["A"] * 1000, "ms", name)
                     ou, osy = boot_cpu.get(name, (1e9, 1e9))

@@ -34,7 +34,7 @@ trap finish_prebuild EXIT
 
 set +e
 .venv/bin/python -m pytest -p no:cacheprovider --vmm="$TARGETS" \
-  --hypothesis-profile=vmm-ci --vmm-baseline=suites/known-divergences.toml -rsxfE "$@"
+  --hypothesis-profile=vmm-ci --vmm-baseline=suites/known-divergences.toml --vmm-profile -rsxfE "$@"
 status=$?
 set -e
 finish_prebuild

@@ -24,7 +24,6 @@ docs/god.md).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -91,6 +90,8 @@ def _kvm_info(as_json: bool) -> int:
     caps = kvm.capabilities()
     devices = _device_support(kvm)
     if as_json:
+        import json  # here, not at the top: json is ~2 ms of every `god run`'s start-up
+
         print(json.dumps({
             "arch": kvm.arch,
             "api_version": kvm.api_version, "flavour": kvm.flavour,
@@ -161,6 +162,8 @@ def _modules(spec: str | None) -> list:  # type: ignore[type-arg]
 def _add_virtio(machine, a: argparse.Namespace) -> str:  # type: ignore[no-untyped-def]
     """Attach --disk/--vsock-uds devices; returns the command line with their
     virtio_mmio.device= tokens appended (docs/virtio.md)."""
+    if not a.disk and not a.vsock_uds:
+        return a.append  # god.virtio and what it imports are ~10 ms of start-up
     from god.virtio.attach import attach, parse_disk
     from god.virtio.blk import VirtioBlk
     from god.virtio.vsock import VirtioVsock
