@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vmm.baseline import PROP_INTERMITTENT_ABSENT
+
 # user_properties the plugin attaches to every item that runs on a target.
 PROP_TARGET = "vmm_target"
 PROP_SUITE = "vmm_suite"
@@ -33,6 +35,7 @@ class CheckResult:
     values: dict[str, str] = field(default_factory=dict)
     reason: str = ""
     allows: list[tuple[str, str]] = field(default_factory=list)  # (clause, name glob)
+    intermittent_absent: str = ""  # the reason of an intermittent baseline entry that did not show
 
 
 class Matrix:
@@ -56,6 +59,8 @@ class Matrix:
             if key == PROP_SPEC_ALLOWS and report.when == "setup":
                 clause, _, names = str(value).partition("|")
                 result.allows += [(clause, n) for n in names.split(",")]
+            elif key == PROP_INTERMITTENT_ABSENT:
+                result.intermittent_absent = str(value)
             elif key not in STANDARD_PROPS:
                 result.values[str(key)] = _short(value)
         wasxfail = getattr(report, "wasxfail", None)
@@ -107,6 +112,11 @@ class Matrix:
     def known_divergences(self) -> list[tuple[str, str, str]]:
         """(suite::check, target, reason) of every baseline-listed failure."""
         return [(f"{r.suite}::{r.check}", r.target, r.reason) for r in self.results.values() if r.outcome == "known"]
+
+    def intermittent_absent(self) -> list[tuple[str, str, str]]:
+        """(suite::check, target, reason) of every intermittent baseline entry whose check passed."""
+        return [(f"{r.suite}::{r.check}", r.target, r.intermittent_absent)
+                for r in self.results.values() if r.outcome == "passed" and r.intermittent_absent]
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -16,8 +16,6 @@ from pytest_vmm.errors import MachineError, MachineLeak, TargetUnavailable
 from pytest_vmm.factory import MachineFactory
 from pytest_vmm.hypervisor import ARCH_CHECK_NAMES, ARCHES, TIMEOUT_MULTIPLIERS
 from pytest_vmm.machine import Machine
-from pytest_vmm.matrix import PROP_CHECK, PROP_SUITE, PROP_TARGET, Matrix, text_table
-from pytest_vmm.profile import REPORT_ATTR, PhaseProfile
 from pytest_vmm.matrix import (
     PROP_CHECK,
     PROP_SPEC_ALLOWS,
@@ -26,6 +24,7 @@ from pytest_vmm.matrix import (
     Matrix,
     text_table,
 )
+from pytest_vmm.profile import REPORT_ATTR, PhaseProfile
 from pytest_vmm.registry import Target
 from pytest_vmm.report import plugin as report_plugin
 from pytest_vmm.session import MachinePool, VmmSession, build_registry
@@ -465,7 +464,8 @@ def _unsupported_is_a_skip(item: pytest.Item, call: pytest.CallInfo[None], repor
 
 def _apply_baseline(item: pytest.Item, report: pytest.TestReport) -> None:
     """A check the baseline lists: its failure is a known divergence (an xfail carrying the
-    reason); its pass makes the entry stale, a failure naming the entry to remove."""
+    reason); its pass makes the entry stale, a failure naming the entry to remove, unless the
+    entry is intermittent: then the pass stands and is recorded as the divergence's absence."""
     known = item.config.stash.get(BASELINE_KEY, None)
     if known is None or report.when != "call" or report.skipped:
         return
@@ -477,9 +477,12 @@ def _apply_baseline(item: pytest.Item, report: pytest.TestReport) -> None:
                         str(props.get("kvm_flavour", "")))
     if entry is None:
         return
+    mark = baseline.INTERMITTENT_MARK if entry.intermittent else ""
     if report.failed:
         report.outcome = "skipped"
-        report.wasxfail = baseline.KNOWN_PREFIX + entry.reason  # type: ignore[attr-defined]
+        report.wasxfail = baseline.KNOWN_PREFIX + mark + entry.reason
+    elif entry.intermittent:
+        report.user_properties.append((baseline.PROP_INTERMITTENT_ABSENT, entry.reason))
     else:
         report.outcome = "failed"
         report.longrepr = (f"{baseline.STALE_PREFIX}{item.nodeid} passes, but {known.path} lists "
@@ -513,6 +516,11 @@ class MatrixReporter:
         if known:
             terminalreporter.section("vmm known divergences (baseline)")
             for check, target, reason in known:
+                terminalreporter.write_line(f"{check} [{target}]: {reason}")
+        absent = matrix.intermittent_absent()
+        if absent:
+            terminalreporter.section("vmm intermittent known divergences that did not show (passed)")
+            for check, target, reason in absent:
                 terminalreporter.write_line(f"{check} [{target}]: {reason}")
         stale = [r for r in matrix.results.values()
                  if r.outcome == "failed" and r.reason.startswith(baseline.STALE_PREFIX)]

@@ -63,6 +63,42 @@ reason = "used to fail"
                                  "*vmm STALE baseline entries*"])
 
 
+def test_intermittent_entry_reports_failure_as_known_and_pass_as_absent(fake_project) -> None:
+    """An intermittent entry never goes stale: a pass stands and is listed as 'did not show',
+    a failure is a known divergence marked intermittent."""
+    pytester = fake_project()
+    pytester.makepyfile(test_suite=SUITE)
+    known = _baseline(pytester, """
+[[divergence]]
+check = "test_suite.py::test_diverges"
+intermittent = true
+reason = "a race in the nested platform"
+""")
+    result = pytester.runpytest("--vmm=fake,fake2", f"--vmm-baseline={known}", "-rx", "-k", "diverges")
+    result.assert_outcomes(passed=1, xfailed=1)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "*vmm known divergences (baseline)*",
+        "test_suite::test_diverges [[]fake2[]]: known divergence: (intermittent) a race in the nested platform",
+        "*vmm intermittent known divergences that did not show (passed)*",
+        "test_suite::test_diverges [[]fake[]]: a race in the nested platform",
+    ])
+
+
+def test_intermittent_must_be_a_boolean(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile(test_suite=SUITE)
+    known = _baseline(pytester, """
+[[divergence]]
+check = "test_suite.py::test_diverges"
+intermittent = "sometimes"
+reason = "r"
+""")
+    result = pytester.runpytest("--vmm=fake", f"--vmm-baseline={known}")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*divergence #1: 'intermittent' must be true or false, got 'sometimes'*"])
+
+
 def test_entry_for_another_kvm_flavour_does_not_apply(fake_project) -> None:
     pytester = fake_project()
     pytester.makepyfile(test_suite=SUITE)

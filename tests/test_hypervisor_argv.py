@@ -47,8 +47,8 @@ def test_the_lane_runs_gods_own_argv_with_files_shipped_in(tmp_path: Path) -> No
         path, ro = (word[:-3], ",ro") if word.endswith(",ro") else (word, "")
         return placed.get(path, path) + ro
 
-    # The lane adds --irqchip kernel for now (docs/lane.md, "Known gaps").
-    assert [on_host(w) for w in inner] == host_argv + ["--irqchip", "kernel"]
+    # Nothing added: god's own split irqchip, as on the host.
+    assert [on_host(w) for w in inner] == host_argv
     assert sorted(files.values()) == sorted([s.kernel, s.initrd, *(d.path for d in s.disks)])
     assert {"blk", "vsock"} <= lane.hypervisor.provides
 

@@ -185,11 +185,11 @@ class GodSvm(Qemu):
         """The god command line inside the lane: god's own builder (hypervisors/god.py), with
         every file the guest needs (kernel, initrd, disks) shipped in the per-boot initramfs,
         and god's vsock socket where the lane link's lane end connects to it."""
-        # KVM's (kvm_amd's) irqchip in the lane for now: god's own PIT, nested in TCG, released
-        # one tick too many after an EOI in the interrupt suite (docs/lane.md, "Known gaps").
+        # god's own split irqchip (its default), so the lane's suites test god's IOAPIC, PIC
+        # and PIT on the real kvm_amd's LAPIC (docs/lane.md, "Known gaps": the held-EOI race).
         vsock = LANE_VSOCK_UDS if spec.vsock is not None else None
         return god_run_argv(spec, ["python3", "-u"], place=lambda src: place_in_lane(files, src),
-                            vsock_uds=vsock) + ["--irqchip", "kernel"]
+                            vsock_uds=vsock)
 
     def launch_plan(self, spec: BootSpec, accel: str, run_dir: Path, host: HostInfo) -> LaunchPlan:
         image = spec.hypervisor_images.get("lane") or build_lane()

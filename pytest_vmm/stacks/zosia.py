@@ -28,7 +28,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_vmm.host import HostInfo
-from pytest_vmm.stack import BootSpec, BootTransform, BuiltImage, Disk, ImageRecipe, Stack
+from pytest_vmm.stack import (
+    BootSpec,
+    BootTransform,
+    BuiltImage,
+    Disk,
+    ImageRecipe,
+    KernelFormat,
+    Stack,
+)
 from pytest_vmm.stacks._common import (
     COMMON_FAIL_PATTERNS,
     GUESTS,
@@ -86,7 +94,7 @@ def boot(image: BuiltImage, host: HostInfo, hypervisor: str) -> BootSpec:
     return _agent_spec(image, info, "pvh", append, cpus, qemu_machine=machine)
 
 
-def _agent_spec(image: BuiltImage, info: dict[str, object], kernel_format: str, append: str,
+def _agent_spec(image: BuiltImage, info: dict[str, object], kernel_format: KernelFormat, append: str,
                 cpus: int, **extra: object) -> BootSpec:
     """The BootSpec both architectures share: kernel, initrd, model disk, the agent's console."""
     disk = info.get("disk")
