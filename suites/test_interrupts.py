@@ -184,6 +184,7 @@ def test_eoi_releases_one_pending_interrupt(machine: Machine) -> None:
 
 # ---------------------------------------------------------------------------- spurious
 @pytest.mark.vmm_arch("x86_64")
+@pytest.mark.vmm_shared  # a read
 def test_lapic_spurious_vector_register(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.9 (Spurious Interrupt), Figure 10-23: SVR bit 8 is APIC
     software enable and bits 7:0 the spurious vector; the agent set 0x1ff and reads it back."""
@@ -207,8 +208,10 @@ def test_no_spurious_interrupts_in_normal_operation(machine: Machine) -> None:
 
 
 # ---------------------------------------------------------------------------- IPIs
+# Each IPI check uses a vector of its own and counts only that vector, so they share a guest.
 @pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_requires("smp")
+@pytest.mark.vmm_shared
 def test_ipi_from_bsp_to_ap(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.6.1 (Interrupt Command Register): a fixed IPI with a physical
     destination is delivered to that processor: 10 sent, 10 received."""
@@ -218,6 +221,7 @@ def test_ipi_from_bsp_to_ap(machine: Machine) -> None:
 
 @pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_requires("smp")
+@pytest.mark.vmm_shared
 def test_ipi_from_ap_to_bsp(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.6.1 (ICR), from an application processor to the BSP: 10 of 10."""
     result = machine.agent.ipi(to=0, vector=0x61, count=10, cpu=1)
@@ -226,6 +230,7 @@ def test_ipi_from_ap_to_bsp(machine: Machine) -> None:
 
 @pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_requires("smp")
+@pytest.mark.vmm_shared
 def test_ipi_lands_only_on_its_target(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.6.1 (ICR destination field, no shorthand): only the addressed
     processor receives the IPI: counts (0, 3) on (vCPU0, vCPU1)."""
@@ -236,6 +241,7 @@ def test_ipi_lands_only_on_its_target(machine: Machine) -> None:
 
 
 @pytest.mark.vmm_arch("x86_64")
+@pytest.mark.vmm_shared
 def test_self_ipi(machine: Machine) -> None:
     """Intel SDM vol. 3A §10.6.1 (ICR addressed to the sender's own APIC ID): a processor
     interrupts itself: 5 of 5."""

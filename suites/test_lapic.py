@@ -3,7 +3,9 @@ Interrupt Controller": 11.5.4 APIC timer -- divide configuration, current count;
 task and processor priorities) at 0xfee00000, on vCPU 0.
 
 The agent uses the LAPIC timer (divide by 16) for its own waits, so a check changes the
-divide configuration only between two of its own accesses and puts it back at once.
+divide configuration only between two of its own accesses and puts it back at once. Every
+check puts back what it changes (TDCR, TPR; a stopped timer is the agent's idle state), so the
+module's checks share one guest (vmm_shared; --vmm-fresh boots one per check).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pytest
 
 from pytest_vmm import Machine
 
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "irq")]
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "irq"), pytest.mark.vmm_shared]
 
 LAPIC = 0xFEE00000
 TPR, TMICT, TMCCT, TDCR = 0x80, 0x380, 0x390, 0x3E0
