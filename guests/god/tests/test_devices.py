@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import calendar
+import random
 import time
 
 import pytest
 from god.devices.bus import Bus, BusError
-from god.devices.cmos import Cmos
+from god.devices.cmos import Cmos, timegm
 from god.devices.exitport import ExitPort
 from god.devices.i8042 import I8042
 from god.devices.irq import RecordingIrq
@@ -97,6 +98,48 @@ def test_cmos_guest_sets_time_with_set_bit():
     assert c.read(1, 1) == 0x05
     c.write(0, 1, 9)
     assert c.read(1, 1) == 0x30
+
+
+def _stdlib_timegm(*t: int) -> int | None:
+    try:
+        return calendar.timegm((*t, 0, 0, 0))
+    except ValueError:
+        return None
+
+
+def _own_timegm(*t: int) -> int | None:
+    try:
+        return timegm(*t)
+    except ValueError:
+        return None
+
+
+def test_cmos_timegm_matches_calendar():
+    """cmos.timegm (no calendar/datetime import at start-up) agrees with calendar.timegm:
+    every day of 1968-2104 and of the 400-year cycle's edges, random dates over the whole
+    range, and the out-of-range values a guest can write (day 0..45, year 0 and > 9999,
+    month 13+, hour/minute/second past their range), including which ones raise."""
+    cases = [(y, m, d, 12, 34, 56) for y in (*range(1968, 2105), 1, 4, 100, 1600, 1700, 1900,
+                                              2000, 2400, 9999)
+             for m in range(1, 13) for d in range(1, 32)]
+    rng = random.Random(1234)
+    cases += [(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 31), rng.randint(0, 23),
+               rng.randint(0, 59), rng.randint(0, 59)) for _ in range(20000)]
+    cases += [(rng.randint(0, 25755), rng.randint(0, 165), rng.randint(0, 165),
+               rng.randint(0, 165), rng.randint(0, 165), rng.randint(0, 165)) for _ in range(20000)]
+    cases += [(y, m, d, h, 0, 0) for y in (0, 1, 1970, 9999, 10000) for m in (0, 1, 2, 12, 13)
+              for d in (0, 1, 28, 29, 30, 31, 45) for h in (0, 24, 99)]
+    for t in cases:
+        assert _own_timegm(*t) == _stdlib_timegm(*t), t
+
+
+def test_cmos_nonsense_date_leaves_the_clock_alone():
+    now = [1_000_000_000.0]
+    c = Cmos(64 << 20, clock=lambda: now[0])
+    c.write(0, 1, 0x0B); c.write(1, 1, 0x82)          # SET, BCD, 24 h
+    c.write(0, 1, 8); c.write(1, 1, 0x13)             # month 13
+    c.write(0, 1, 0x0B); c.write(1, 1, 0x02)          # release SET
+    assert c.offset == 0.0
 
 
 def test_cmos_memory_size_and_nmi_bit():

@@ -17,11 +17,11 @@ Importing this package costs nothing: each backend is imported only when selecte
 
 from __future__ import annotations
 
-import platform
+import os
 from types import ModuleType
 
 ARCHES = ("x86_64", "aarch64")
-# platform.machine() spellings -> god's architecture names
+# uname machine spellings -> god's architecture names
 _ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 
 
@@ -36,7 +36,8 @@ def normalize(name: str) -> str:
 
 def host_arch(machine: str | None = None) -> str:
     """The architecture god runs guests of on this host (KVM runs only the host's own)."""
-    return normalize(machine if machine is not None else platform.machine())
+    # os.uname(), what platform.machine() returns on POSIX, without platform's ~1.5 ms import.
+    return normalize(machine if machine is not None else os.uname().machine)
 
 
 def backend(arch: str) -> ModuleType:

@@ -17,7 +17,6 @@ n on pin n except IRQ0 on mptable.PIT_GSI, SCI on its own ISA line.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from god.boot import aml, mptable
 from god.boot import layout as L
@@ -63,12 +62,15 @@ VIRTIO_HID = "LNRO0005"
 FWCFG_HID = "QEMU0002"
 
 
-@dataclass(frozen=True)
 class MmioDevice:
     """A device ACPI describes: its MMIO window and its interrupt line."""
-    base: int
-    size: int
-    gsi: int
+    # A plain class, not a dataclass: god's start-up time (see god/machine.py).
+    __slots__ = ("base", "gsi", "size")
+
+    def __init__(self, base: int, size: int, gsi: int) -> None:
+        self.base = base
+        self.size = size
+        self.gsi = gsi
 
 
 def checksum(data: bytes) -> int:

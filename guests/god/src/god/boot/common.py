@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from god.boot import layout as L
 from god.boot.errors import LoaderError
 from god.memory import GuestMemory, GuestMemoryError
 
+# Plain classes, not dataclasses: god's start-up time (see god/machine.py).
 
-@dataclass
+
 class Module:
     """An initrd or multiboot module: its bytes and the string the kernel sees for it."""
-    data: bytes
-    cmdline: str = ""
+    __slots__ = ("cmdline", "data")
+
+    def __init__(self, data: bytes, cmdline: str = "") -> None:
+        self.data = data
+        self.cmdline = cmdline
 
 
-@dataclass
 class BootInputs:
-    kernel: bytes
-    cmdline: str = ""
-    modules: list[Module] = field(default_factory=list)
-    mem_bytes: int = 128 << 20
-    kernel_path: str = ""  # as given to `god run`: multiboot's argv[0] (boot/multiboot.py)
+    __slots__ = ("cmdline", "kernel", "kernel_path", "mem_bytes", "modules")
+
+    def __init__(self, kernel: bytes, cmdline: str = "", modules: list[Module] | None = None,
+                 mem_bytes: int = 128 << 20, kernel_path: str = "") -> None:
+        self.kernel = kernel
+        self.cmdline = cmdline
+        self.modules: list[Module] = [] if modules is None else modules
+        self.mem_bytes = mem_bytes
+        # as given to `god run`: multiboot's argv[0] (boot/multiboot.py)
+        self.kernel_path = kernel_path
 
 
 def write_cmdline(mem: GuestMemory, cmdline: str, limit: int = L.CMDLINE_MAX) -> int:

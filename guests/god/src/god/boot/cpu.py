@@ -6,8 +6,6 @@ No firmware runs: god puts the BSP directly into the mode a boot protocol promis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from god.boot import layout as L
 from god.kvm.structs import KvmRegs, KvmSegment, KvmSregs
 from god.memory import GuestMemory
@@ -22,13 +20,17 @@ GDT_DATA = 0x00CF93000000FFFF
 BOOT_CS, BOOT_DS = 0x10, 0x18  # Linux's __BOOT_CS / __BOOT_DS; fine for PVH/multiboot too
 
 
-@dataclass
 class EntryState:
     """Where and how the BSP starts: mode is 'real16', 'prot32' or 'long64'."""
-    mode: str
-    rip: int
-    regs: dict[str, int] = field(default_factory=dict)
-    cs_base: int = 0  # real mode only
+    # A plain class, not a dataclass: god's start-up time (see god/machine.py).
+    __slots__ = ("cs_base", "mode", "regs", "rip")
+
+    def __init__(self, mode: str, rip: int, regs: dict[str, int] | None = None,
+                 cs_base: int = 0) -> None:
+        self.mode = mode
+        self.rip = rip
+        self.regs: dict[str, int] = {} if regs is None else regs
+        self.cs_base = cs_base  # real mode only
 
 
 def _flat(seg: KvmSegment, selector: int, code: bool, long: bool) -> None:

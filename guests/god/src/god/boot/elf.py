@@ -4,7 +4,6 @@ physical address and read its notes (the PVH entry lives in a note)."""
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from god.boot.errors import LoaderError
 
@@ -12,30 +11,41 @@ PT_LOAD, PT_NOTE = 1, 4
 SHT_NOTE = 7
 
 
-@dataclass
+# Plain classes, not dataclasses: god's start-up time (see god/machine.py).
+
+
 class Segment:
-    type: int
-    offset: int
-    vaddr: int
-    paddr: int
-    filesz: int
-    memsz: int
+    __slots__ = ("filesz", "memsz", "offset", "paddr", "type", "vaddr")
+
+    def __init__(self, type: int, offset: int, vaddr: int, paddr: int, filesz: int,
+                 memsz: int) -> None:
+        self.type = type
+        self.offset = offset
+        self.vaddr = vaddr
+        self.paddr = paddr
+        self.filesz = filesz
+        self.memsz = memsz
 
 
-@dataclass
 class Note:
-    name: bytes
-    type: int
-    desc: bytes
+    __slots__ = ("desc", "name", "type")
+
+    def __init__(self, name: bytes, type: int, desc: bytes) -> None:
+        self.name = name
+        self.type = type
+        self.desc = desc
 
 
-@dataclass
 class Elf:
-    bits: int
-    machine: int
-    entry: int
-    segments: list[Segment]
-    notes: list[Note]
+    __slots__ = ("bits", "entry", "machine", "notes", "segments")
+
+    def __init__(self, bits: int, machine: int, entry: int, segments: list[Segment],
+                 notes: list[Note]) -> None:
+        self.bits = bits
+        self.machine = machine
+        self.entry = entry
+        self.segments = segments
+        self.notes = notes
 
 
 def is_elf(data: bytes) -> bool:

@@ -10,7 +10,6 @@ real-mode setup code never runs. ELF vmlinux files boot through their PVH note i
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from god.boot import layout as L
 from god.boot.common import BootInputs, place_top, write_cmdline
@@ -26,23 +25,31 @@ ZP_E820_ENTRIES, ZP_E820_TABLE = 0x1E8, 0x2D0
 ZP_EXT_RAMDISK_IMAGE, ZP_EXT_RAMDISK_SIZE, ZP_EXT_CMD_LINE_PTR = 0x0C0, 0x0C4, 0x0C8
 
 
-@dataclass
 class SetupHeader:
     """The setup header fields god reads or writes (offsets are from the file start)."""
-    setup_sects: int
-    version: int
-    loadflags: int
-    code32_start: int
-    initrd_addr_max: int
-    kernel_alignment: int
-    relocatable: bool
-    xloadflags: int
-    cmdline_size: int
-    payload_offset: int
-    payload_length: int
-    pref_address: int
-    init_size: int
-    header_end: int
+    # A plain class, not a dataclass: god's start-up time (see god/machine.py).
+    __slots__ = ("cmdline_size", "code32_start", "header_end", "init_size", "initrd_addr_max",
+                 "kernel_alignment", "loadflags", "payload_length", "payload_offset",
+                 "pref_address", "relocatable", "setup_sects", "version", "xloadflags")
+
+    def __init__(self, setup_sects: int, version: int, loadflags: int, code32_start: int,
+                 initrd_addr_max: int, kernel_alignment: int, relocatable: bool,
+                 xloadflags: int, cmdline_size: int, payload_offset: int, payload_length: int,
+                 pref_address: int, init_size: int, header_end: int) -> None:
+        self.setup_sects = setup_sects
+        self.version = version
+        self.loadflags = loadflags
+        self.code32_start = code32_start
+        self.initrd_addr_max = initrd_addr_max
+        self.kernel_alignment = kernel_alignment
+        self.relocatable = relocatable
+        self.xloadflags = xloadflags
+        self.cmdline_size = cmdline_size
+        self.payload_offset = payload_offset
+        self.payload_length = payload_length
+        self.pref_address = pref_address
+        self.init_size = init_size
+        self.header_end = header_end
 
     @property
     def setup_size(self) -> int:

@@ -20,7 +20,6 @@ Divider values other than 010 (32.768 kHz) and 11x (reset) are not modelled (war
 
 from __future__ import annotations
 
-import calendar
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +49,23 @@ def periodic_s(rs: int) -> float | None:
         return None
     return (1 << (rs + 6 if rs < 3 else rs - 1)) / 32768
 TIME_REGS = (REG_SEC, REG_MIN, REG_HOUR, REG_MDAY, REG_MON, REG_YEAR, REG_CENTURY)
+
+
+def timegm(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int:
+    """Seconds since the epoch of a UTC date and time (proleptic Gregorian), as
+    calendar.timegm: ValueError unless 1 <= year <= 9999 and 1 <= month <= 12; day, hour,
+    minute and second are not range-checked (day 30 of February is 1 or 2 March). Not
+    calendar.timegm itself: calendar imports datetime, ~3 ms of god's start-up."""
+    if not 1 <= year <= 9999 or not 1 <= month <= 12:
+        raise ValueError(f"year {year} or month {month} is out of range")
+    # days_from_civil (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms"): years
+    # start in March, so a leap day is the last day of its year.
+    y = year - 1 if month <= 2 else year
+    era, yoe = divmod(y, 400)
+    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1    # day of the March-based year
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy           # day of the 400-year era
+    days = era * 146097 + doe - 719468                      # 719468: 0000-03-01 to 1970-01-01
+    return ((days * 24 + hour) * 60 + minute) * 60 + second
 
 
 def _bcd(v: int) -> int:
@@ -115,9 +131,9 @@ class Cmos:
     def _set_time(self, fields: dict[int, int]) -> None:
         year = fields[REG_CENTURY] * 100 + fields[REG_YEAR]
         try:
-            guest = calendar.timegm((year, max(fields[REG_MON], 1), max(fields[REG_MDAY], 1),
-                                     fields[REG_HOUR], fields[REG_MIN], fields[REG_SEC], 0, 0, 0))
-        except (ValueError, OverflowError):
+            guest = timegm(year, max(fields[REG_MON], 1), max(fields[REG_MDAY], 1),
+                           fields[REG_HOUR], fields[REG_MIN], fields[REG_SEC])
+        except ValueError:
             return  # a nonsense date leaves the clock alone
         self.offset = guest - int(self.clock())
 

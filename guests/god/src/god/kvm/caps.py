@@ -3,15 +3,16 @@ table of the host's architecture (caps_for)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
 class Cap:
-    number: int
-    name: str
-    required: bool
-    why: str
+    # A plain class, not a dataclass: god's start-up time (see god/machine.py).
+    __slots__ = ("name", "number", "required", "why")
+
+    def __init__(self, number: int, name: str, required: bool, why: str) -> None:
+        self.number = number
+        self.name = name
+        self.required = required
+        self.why = why
 
 
 KVM_CAP_PIT2 = 33

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import struct
-from dataclasses import dataclass, field
 from typing import Any
 
 _libc = ctypes.CDLL(None, use_errno=True)  # libc is already in the process; no lookup
@@ -29,13 +28,16 @@ class GuestMemoryError(ValueError):
     """A guest-physical access outside guest RAM (or too large to be honest)."""
 
 
-@dataclass
 class Region:
     """One contiguous range of guest RAM: guest-physical [gpa, gpa+size) at host_addr."""
-    gpa: int
-    size: int
-    host_addr: int
-    view: memoryview = field(repr=False)
+    # A plain class, not a dataclass: god's start-up time (see god/machine.py).
+    __slots__ = ("gpa", "host_addr", "size", "view")
+
+    def __init__(self, gpa: int, size: int, host_addr: int, view: memoryview) -> None:
+        self.gpa = gpa
+        self.size = size
+        self.host_addr = host_addr
+        self.view = view
 
     @property
     def end(self) -> int:
