@@ -148,8 +148,9 @@ def test_installed_wheel_lists_its_stacks_and_runs_the_suites_under_a_template(
     (work / "conftest.py").write_text(RECORDER)
     cache = tmp_path_factory.mktemp("cache")
     # The two EOI-discipline checks fail on a PVM host whatever the VMM (its in-kernel LAPIC
-    # keeps no ISR; suites/known-divergences.toml lists them for the in-repo targets).
-    pvm = ["-k", "not unacknowledged_interrupt_blocks and not eoi_releases_one"] \
+    # keeps no ISR), and KVM's IOAPIC there sometimes delivers a pending level line twice on
+    # unmask; suites/known-divergences.toml lists them for the in-repo targets.
+    pvm = ["-k", "not unacknowledged_interrupt_blocks and not eoi_releases_one and not pending_level_interrupt"] \
         if Path("/sys/module/kvm_pvm").exists() else []
     result = run([python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", *pvm, "--vmm=probe@myqemu",
                   f"--vmm-cache={cache}", "--pyargs", *(f"vmm_suites.{s}" for s in SUITES)], work, 1200)

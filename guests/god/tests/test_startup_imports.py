@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+import god
+
+# The directory holding the god package this test imports: guests/god/src here, god's place in
+# the lane's initramfs when god's tests run in the lane (tests/lane/test_god_suite_in_lane.py).
+SRC = Path(god.__file__).resolve().parents[1]
 AVOIDED = ("dataclasses", "inspect", "ast", "tokenize", "calendar", "datetime", "shutil", "platform")
 # What god.cli's _run_x86 imports for a boot without --disk/--vsock-uds.
 RUN_PATH = ("god.cli", "god.arch", "god.vcpu.runner", "god.boot", "god.cli_run",
