@@ -42,6 +42,25 @@ class BuildError(RuntimeError):
         self.log = log
 
 
+class BuildInterrupted(Exception):
+    """A build ended by ``cancel_builds``: its staging is removed and no failure is cached."""
+
+
+# The builds this process is running, by process group, so that a stop signal can end them at
+# once (prebuild's SIGTERM handler) even when the exception the handler raises is swallowed
+# (a signal landing in a finalizer).
+_live_builds: dict[int, subprocess.Popen[bytes]] = {}
+_cancelled: set[int] = set()
+
+
+def cancel_builds() -> None:
+    """Kill the process group of every build this process runs; each ``build`` then raises
+    BuildInterrupted. Safe to call from a signal handler."""
+    for pid, process in list(_live_builds.items()):
+        _cancelled.add(pid)
+        _kill_group(process)
+
+
 def hash_inputs(recipe: ImageRecipe) -> str:
     """sha256 over relative paths, modes and contents of the recipe's inputs."""
     digest = hashlib.sha256()
@@ -192,6 +211,7 @@ class ArtifactCache:
                     process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
                                                stdin=subprocess.DEVNULL, cwd=recipe.sources,
                                                start_new_session=True)
+                    _live_builds[process.pid] = process
                     try:
                         returncode = follow(log, process, BUILD_TIMEOUT_S, tracker.feed,
                                             lambda: self.status(tracker.status()))
@@ -199,6 +219,10 @@ class ArtifactCache:
                         if process.poll() is None:
                             _kill_group(process)
                         process.wait()
+                        _live_builds.pop(process.pid, None)
+                if process.pid in _cancelled:
+                    _cancelled.discard(process.pid)
+                    raise BuildInterrupted(f"building {recipe.name} was cancelled")
                 if returncode != 0:
                     raise BuildError(recipe.name, log, f"exit status {returncode}: {_tail(log)}")
             except subprocess.TimeoutExpired:

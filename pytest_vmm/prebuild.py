@@ -21,7 +21,13 @@ import time
 from pathlib import Path
 
 from pytest_vmm import availability
-from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache, BuildError
+from pytest_vmm.artifacts import (
+    DEFAULT_CACHE_ROOT,
+    ArtifactCache,
+    BuildError,
+    BuildInterrupted,
+    cancel_builds,
+)
 from pytest_vmm.host import HostInfo
 from pytest_vmm.registry import Registry, RegistryError
 from pytest_vmm.stack import ImageRecipe
@@ -64,9 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.nice:
         os.nice(a.nice)
-    # SIGTERM (scripts/test.sh, when its run ends first) unwinds like Ctrl-C: the cache then
-    # kills the build's process group and drops its half-built entry.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # SIGTERM (scripts/test.sh, when its run ends first): kill the running build's process
+    # group first, then unwind like Ctrl-C (the cache drops the half-built entry). Should the
+    # SystemExit be swallowed (a signal landing in a finalizer), the killed build still ends
+    # as BuildInterrupted below, and nothing more is built.
+    stopped: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        cancel_builds()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     host = HostInfo.detect()
     try:
         recipes = recipes_for(a.spec, host)
@@ -85,9 +100,14 @@ def main(argv: list[str] | None = None) -> int:
 
         report(f"prebuild: {a.spec}: {', '.join(r.name for r in recipes)}")
         for recipe in recipes:
+            if stopped:
+                return 128 + stopped[0]
             t0 = time.monotonic()
             try:
                 image = cache.build(recipe)
+            except BuildInterrupted:
+                report(f"prebuild: {recipe.name}: interrupted")
+                return 128 + (stopped[0] if stopped else signal.SIGTERM)
             except BuildError as exc:
                 failed += 1
                 report(f"prebuild: {recipe.name}: FAILED: {exc}")

@@ -229,3 +229,31 @@ def test_prune_removes_only_this_recipes_stale_entries(sources: Path, tmp_path: 
     (sources / "kernel.c").write_text("int v4;")
     cache.build(recipe)
     assert cache.prune(_recipe(sources, tmp_path / "count"), 14 * 86400) == []
+
+
+def test_cancelled_build_leaves_no_entry_and_no_cached_failure(sources: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """cancel_builds (prebuild's SIGTERM) kills a running build's process group: build() raises
+    BuildInterrupted, nothing half-built stays, and the same recipe then builds for real: no
+    failure was cached."""
+    import threading
+
+    from pytest_vmm.artifacts import BuildInterrupted, cancel_builds
+
+    (sources / "build.py").write_text("import os, time\nif os.environ.get('DEMO_SLOW'):\n    time.sleep(60)\n"
+                                      + BUILD_SCRIPT)
+    cache = ArtifactCache(tmp_path / "cache")
+    recipe = _recipe(sources, tmp_path / "count")
+    monkeypatch.setenv("DEMO_SLOW", "1")
+    timer = threading.Timer(0.5, cancel_builds)
+    timer.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(BuildInterrupted):
+            cache.build(recipe)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - began < 30, "the build ran on after cancel_builds"
+    assert not list((tmp_path / "cache").glob("*.tmp-*")), "staging dirs must not be left behind"
+    monkeypatch.delenv("DEMO_SLOW")
+    assert cache.build(recipe).file("kernel.elf").read_text() == "kernel"

@@ -149,3 +149,39 @@ def test_oversized_message_is_refused(fe):
     fe.sock.sendall(struct.pack("<III", B.SET_FEATURES, 1, 1 << 20))
     fe.thread.join(5)
     assert fe.error and "payload" in str(fe.error[0])
+
+
+@pytest.mark.parametrize("connected", [False, True])
+def test_sigterm_ends_the_backend_and_removes_its_sockets(tmp_path, connected) -> None:
+    """SIGTERM is the machine's stop for the back-end process (pytest_vmm/machine.py): it exits 0
+    at once and leaves neither socket path behind, idle or with a front-end connected."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import god
+
+    sock, uds = tmp_path / "vu.sock", tmp_path / "vsock.sock"
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(god.__file__))}
+    proc = subprocess.Popen([sys.executable, "-m", "god.vhost_user", "--socket", str(sock),
+                             "--vsock-uds", str(uds)], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not (sock.exists() and uds.exists()):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the back-end never created its sockets"
+            time.sleep(0.02)
+        front = None
+        if connected:
+            front = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            front.connect(str(sock))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+        assert not sock.exists() and not uds.exists()
+        if front is not None:
+            front.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

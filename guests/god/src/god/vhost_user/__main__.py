@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -29,7 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     from god.virtio.vsock import VirtioVsock
 
     def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)  # unwinds serve_forever: sockets removed, threads stopped
+        """SIGTERM/SIGINT: remove the two socket paths this process listens on and exit here.
+        Not by raising SystemExit: a signal that lands in a finalizer (a socket's, say) would
+        have it swallowed, and the back-end would run on (pytest_vmm/lane_link.py had that bug).
+        The kernel closes the descriptors; the guest's connections end with the process."""
+        for path in (a.socket, a.vsock_uds):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
