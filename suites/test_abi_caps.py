@@ -31,10 +31,19 @@ IDS = [c.__name__.removeprefix("check_") for c in CHECKS]
 
 
 @pytest.fixture(scope="module")
-def host_abi():
+def host_abi_lib():
     return spec.load_host_abi()  # builds guests/zigu with `zig build` if needed; a failed build errors
 
 
+@pytest.fixture
+def host_abi(vmm_stack, host_abi_lib):
+    """The host library for the host-side checks. They are zigu's checks (its abi.zig built for
+    the host), so they run when zigu is among the selected targets (vmm_stacks below), and
+    `--vmm=god` neither builds zigu nor runs them."""
+    return host_abi_lib
+
+
+@pytest.mark.vmm_stacks("zigu")
 def test_abi_constants_match_the_spec(host_abi) -> None:
     """docs/zigu-abi.md, "Calls" (call numbers, kinds), "Errors" (codes), rules 3 (table size,
     handle layout) and 9 (workload policies): every constant the library exports under a name
@@ -55,6 +64,7 @@ def test_abi_gates_match_the_spec() -> None:
     assert abi_checks.GATED == spec.GATES, f"abi_checks.GATED {abi_checks.GATED} vs the document {spec.GATES}"
 
 
+@pytest.mark.vmm_stacks("zigu")
 @pytest.mark.parametrize("check", CHECKS, ids=IDS)
 def test_abi_rule_host(host_abi, check) -> None:
     """docs/zigu-abi.md, "Rules": the rule the check's id names, on the host library."""

@@ -101,8 +101,9 @@ def test_phase_profile_is_printed_with_vmm_profile_and_at_v(fake_project) -> Non
     """)
     result = pytester.runpytest("--vmm=fake", "--vmm-profile")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*vmm phase profile*", "target*build s (n)*boot s (n)*check s (n)*shutdown s (n)*",
-                                 "fake *(2)*(2)*(2)*(2)*"])
+    result.stdout.fnmatch_lines(["*vmm phase profile*",
+                                 "target*build s (n)*boot s (n)*check s (n)*shutdown s (n)*fixtures s*total s*",
+                                 "fake *(2)*(2)*(2)*(2)*", "run wall time * s; every test's setup, call and teardown*"])
     assert "vmm phase profile" not in pytester.runpytest("--vmm=fake").stdout.str()
     assert "vmm phase profile" in pytester.runpytest("--vmm=fake", "-v").stdout.str()
 
@@ -117,3 +118,29 @@ def test_phase_profile_crosses_xdist_workers(fake_project) -> None:
     result = pytester.runpytest("--vmm=fake,fake2", "--vmm-profile", "-n", "2")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["fake *(2)*(2)*(2)*(2)*", "fake2 *(2)*(2)*(2)*(2)*"])
+
+
+def test_phase_profile_fixtures_column_is_setup_and_teardown_beyond_the_phases() -> None:
+    """Each row sums to its tests' own time: what setup and teardown took beyond build, boot and
+    shutdown is the fixtures column, never negative."""
+    from types import SimpleNamespace
+
+    from pytest_vmm.matrix import PROP_TARGET
+    from pytest_vmm.profile import REPORT_ATTR, PhaseProfile
+
+    profile = PhaseProfile()
+
+    def report(when: str, duration: float, phases: dict[str, float] | None = None) -> SimpleNamespace:
+        fake = SimpleNamespace(when=when, duration=duration, user_properties=[(PROP_TARGET, "t@h")])
+        setattr(fake, REPORT_ATTR, phases)
+        return fake
+
+    profile.pytest_runtest_logreport(report("setup", 0.5))                   # type: ignore[arg-type]
+    profile.pytest_runtest_logreport(report("call", 0.25))                   # type: ignore[arg-type]
+    profile.pytest_runtest_logreport(report("teardown", 0.75, {"build": 0.125, "boot": 0.25,
+                                                               "shutdown": 0.5}))  # type: ignore[arg-type]
+    header, rows = profile.rows()
+    row = dict(zip(header, rows[0], strict=True))
+    assert row["fixtures s"] == "0.4"   # 1.25 s of setup+teardown minus 0.875 s of phases
+    assert row["total s"] == "1.5"      # = the three reports' durations
+    assert profile.tests_seconds == 1.5

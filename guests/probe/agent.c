@@ -8,6 +8,7 @@
 
 #define MEM_CHUNK 96           /* bytes per mrd/mwr line: 192 hex digits stay under 240 */
 #define DMA_AREA_SIZE 0x40000  /* 256 KiB for host-side drivers' rings and buffers */
+#define MEM_FILL_MAX DMA_AREA_SIZE /* mwr fill=: at most the whole DMA area in one line */
 
 static u8 dma_area[DMA_AREA_SIZE] __attribute__((aligned(4096)));
 
@@ -589,10 +590,14 @@ static int h_mwr(struct ctx *c) {
         buf[n++] = (u8)(hi << 4 | lo);
     }
     if (h[0]) { c->err_text = "hex"; return E_ARG; }
+    /* fill=N: the bytes repeated to N in all (rings zeroed in one line, not one per 96 bytes:
+     * every hex digit the host sends costs ring-0 instructions, which PVM emulates slowly) */
+    ARG(fill, "fill", 0, n, MEM_FILL_MAX);
+    if (fill && !n) { c->err_text = "hex"; return E_ARG; }
     guard_fault[c->cpu] = 0;
     guard_armed[c->cpu] = 1;
-    for (u64 i = 0; i < n && !guard_fault[c->cpu]; i++)
-        mmio_wr8(addr + i, buf[i]);
+    for (u64 i = 0; i < fill && !guard_fault[c->cpu]; i++)
+        mmio_wr8(addr + i, buf[i % n]);
     return guard_end(c, addr);
 }
 

@@ -31,6 +31,7 @@ from pytest_vmm.agent.protocol import (
 
 DEFAULT_TIMEOUT = 10.0
 MEM_CHUNK = 96  # bytes per mrd/mwr line: 192 hex digits keep a request under MAX_LINE
+MEM_FILL_MAX = 0x40000  # bytes one ``mwr ... fill=`` line may write (the probe's DMA area)
 TAIL_CHARS = 3000
 
 
@@ -339,6 +340,12 @@ class AgentClient:
     def mem_write(self, addr: int, data: bytes) -> None:
         for i in range(0, len(data), MEM_CHUNK):
             self.request("mwr", addr=addr + i, hex=data[i : i + MEM_CHUNK].hex())
+
+    def mem_fill(self, addr: int, n: int, byte: int = 0) -> None:
+        """``n`` bytes of ``byte`` from ``addr``: one ``mwr ... fill=`` line per MEM_FILL_MAX
+        bytes, where ``mem_write`` would send two hex digits a byte."""
+        for i in range(0, n, MEM_FILL_MAX):
+            self.request("mwr", addr=addr + i, hex=f"{byte:02x}", fill=min(MEM_FILL_MAX, n - i))
 
     def dma_area(self) -> tuple[int, int]:
         """(base, size) of the guest RAM the agent sets aside for host-side drivers."""

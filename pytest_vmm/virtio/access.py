@@ -17,6 +17,10 @@ class Memory(Protocol):
 
     def write(self, addr: int, data: bytes) -> None: ...
 
+    def fill(self, addr: int, n: int, byte: int = 0) -> None:
+        """``n`` bytes of ``byte`` (rings and buffers cleared before the device may use them)."""
+        ...
+
 
 class Registers(Protocol):
     """One device's register window, offsets from its base."""
@@ -47,6 +51,9 @@ class BytesMemory:
         off = self._off(addr, len(data))
         self.data[off : off + len(data)] = data
 
+    def fill(self, addr: int, n: int, byte: int = 0) -> None:
+        self.write(addr, bytes([byte]) * n)
+
 
 class AgentMemory:
     """Guest RAM through the agent's ``mrd``/``mwr`` (hex lines of up to MEM_CHUNK bytes)."""
@@ -59,6 +66,9 @@ class AgentMemory:
 
     def write(self, addr: int, data: bytes) -> None:
         self.agent.mem_write(addr, data)
+
+    def fill(self, addr: int, n: int, byte: int = 0) -> None:
+        self.agent.mem_fill(addr, n, byte)
 
 
 class AgentRegisters:

@@ -39,7 +39,7 @@ def request(dev: MmioDevice, kind: int, sector: int = 0, out: bytes = b"", in_le
         data_in = 0
         if in_len:
             data_in = dev.arena.alloc(in_len)
-            dev.mem.write(data_in, bytes(in_len))
+            dev.mem.fill(data_in, in_len)
             bufs.append(Buffer(data_in, in_len, writable=True))
         status = dev.arena.alloc(1)
         dev.mem.write(status, bytes([STATUS_UNWRITTEN]))

@@ -62,9 +62,11 @@ class SplitQueue:
         self.desc = arena.alloc(desc_table_size(size), DESC_ALIGN)
         self.avail = arena.alloc(avail_ring_size(size), AVAIL_ALIGN)
         self.used = arena.alloc(used_ring_size(size), USED_ALIGN)
-        mem.write(self.desc, bytes(desc_table_size(size)))
-        mem.write(self.avail, bytes(avail_ring_size(size)))
-        mem.write(self.used, bytes(used_ring_size(size)))
+        # Zeroed as a driver's fresh allocation is (Linux: vring_alloc_queue, __GFP_ZERO), so
+        # a device that advances idx without writing its element shows as a zero element.
+        mem.fill(self.desc, desc_table_size(size))
+        mem.fill(self.avail, avail_ring_size(size))
+        mem.fill(self.used, used_ring_size(size))
         self.free = list(range(size))
         self.avail_idx = 0
         self.last_used = 0

@@ -166,3 +166,18 @@ def test_the_arm64_probe_exits_with_gods_reset2_type() -> None:
     header = (ROOT / "guests" / "probe" / "aarch64" / "probe.h").read_text()
     m = re.search(r"#define GOD_RESET2_EXIT (0x[0-9A-Fa-f]+)ULL", header)
     assert m and int(m.group(1), 16) == RESET2_GOD_EXIT
+
+
+def test_memory_line_limits_match_the_probe() -> None:
+    """The client's mrd/mwr chunk and mwr fill= limit are the probe's (guests/probe/agent.c):
+    a larger chunk would be refused as ``err 3 hex``, a larger fill as ``err 3 fill``."""
+    from pytest_vmm.agent import client
+
+    source = PROBE.read_text()
+    chunk = re.search(r"^#define MEM_CHUNK (\d+)", source, re.MULTILINE)
+    dma = re.search(r"^#define DMA_AREA_SIZE (0x[0-9a-fA-F]+|\d+)", source, re.MULTILINE)
+    fill = re.search(r"^#define MEM_FILL_MAX (\w+)", source, re.MULTILINE)
+    assert chunk and dma and fill, "MEM_CHUNK, DMA_AREA_SIZE or MEM_FILL_MAX not found: did agent.c change shape?"
+    assert client.MEM_CHUNK == int(chunk[1])
+    fill_max = int(dma[1], 0) if fill[1] == "DMA_AREA_SIZE" else int(fill[1], 0)
+    assert client.MEM_FILL_MAX == fill_max

@@ -132,6 +132,30 @@ def test_probe_errors_come_back_as_errors(probe_dir: Path) -> None:
         assert a.hello().name == "probe", "the agent must still answer after errors"
 
 
+def test_probe_memory_lines_and_fill(probe_dir: Path) -> None:
+    """docs/agent-protocol.md, `mrd`/`mwr`: bytes written as hex read back; ``fill=N`` repeats
+    the given bytes to exactly N (the byte after stays as it was); a fill past the limit is
+    ``err 3`` (BAD_ARGUMENT)."""
+    from pytest_vmm.agent.client import MEM_CHUNK, MEM_FILL_MAX
+
+    with boot(probe_dir / "probe.elf", "microvm", "kvm" if KVM_OK else "tcg", cpus=1) as vm:
+        a = vm.agent
+        base, size = a.dma_area()
+        assert size >= MEM_FILL_MAX, f"DMA area {size:#x} is smaller than a fill line"
+        data = bytes(range(256)) * 2
+        a.mem_write(base, data)
+        assert a.mem_read(base, len(data)) == data, "mwr then mrd did not round-trip"
+        a.mem_fill(base + 1, 300, 0xA5)
+        got = a.mem_read(base, 302)
+        assert got == bytes([0]) + bytes([0xA5]) * 300 + bytes([data[301]]), "fill wrote outside or short of its 300 bytes"
+        a.request("mwr", addr=base, hex="0102", fill=5)
+        assert a.mem_read(base, 6) == bytes([1, 2, 1, 2, 1, 0xA5]), "fill must repeat the pattern, partial at the end"
+        with pytest.raises(AgentError) as info:
+            a.request("mwr", addr=base, hex="00", fill=MEM_FILL_MAX + 1)
+        assert info.value.code == ErrorCode.BAD_ARGUMENT, f"a fill past {MEM_FILL_MAX:#x}: {info.value}"
+        a.mem_write(base, bytes(MEM_CHUNK))  # a full chunk is one line the agent accepts
+
+
 def test_probe_interrupts_timers_and_smp(probe_dir: Path) -> None:
     accel = "kvm" if KVM_OK else "tcg"
     with boot(probe_dir / "probe.elf", "microvm", accel) as vm:
