@@ -14,7 +14,8 @@ from pytest_vmm import Machine
 from pytest_vmm.agent.client import AgentClient
 from pytest_vmm.virtio.access import AgentMemory
 
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("dma")]
+# The tables are only read: the checks share a guest (vmm_shared; --vmm-fresh boots one per check).
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("dma"), pytest.mark.vmm_shared]
 
 BDA_EBDA_SEGMENT = 0x40E
 
