@@ -58,7 +58,7 @@ def test_the_lane_carries_the_vsock_socket_out_through_the_lane_link(tmp_path: P
     companion that QEMU waits for, its lane end started before god, on the lane's ttyS1."""
     s = spec(tmp_path)
     (tmp_path / "vmlinux").write_bytes(b"")
-    (tmp_path / "lane.cpio.gz").write_bytes(b"")
+    (tmp_path / "lane.cpio").write_bytes(b"")
     s.hypervisor_images["lane"] = BuiltImage("lane", tmp_path)
     plan = lane.hypervisor.launch_plan(s, "tcg", tmp_path, HOST)
     (link,) = plan.companions

@@ -55,11 +55,19 @@ LANE_OVERHEAD_MIB = 384
 LINK_TTY = "/dev/ttyS1"
 LINK_SOCKET = "lane-link.sock"
 LANE_VSOCK_UDS = "/tmp/vsock.sock"
-LANE_CMDLINE = "console=ttyS0 quiet loglevel=2 tsc=reliable panic=-1 8250.nr_uarts=1"
+# cryptomgr.notests, initcall_blacklist=crypto_kdf108_init: the lane uses no kernel crypto, and
+# those self-tests cost ~0.5 s and ~1 s of each boot under TCG (initcall_debug, 2026-12-06).
+LANE_CMDLINE = ("console=ttyS0 quiet loglevel=2 tsc=reliable panic=-1 8250.nr_uarts=1"
+                " cryptomgr.notests initcall_blacklist=crypto_kdf108_init")
+# Debian's amd64 kernel: CONFIG_HZ=250. With lpj= from the host's TSC rate no vCPU calibrates
+# its delay loop (the AP's calibration under TCG took ~0.5 s, and failed).
+LANE_KERNEL_HZ = 250
+# The lane's base initramfs as boots use it (uncompressed: guests/lane/build.py).
+BASE_INITRD = "lane.cpio"
 
 
 def lane_recipe() -> ImageRecipe:
-    """The lane image (kernel + lane.cpio.gz) through the plugin's build cache.
+    """The lane image (kernel + lane.cpio, and its .gz) through the plugin's build cache.
 
     Inputs: guests/lane, god's sources (shipped into it) and guests/linux (the unpacker).
     """
@@ -124,14 +132,14 @@ def payload_initramfs(files: dict[str, Path], run_script: str) -> bytes:
     for lane_path, src in sorted(files.items()):
         tree.copy(lane_path, src)
     tree.file("lane/run", run_script.encode(), 0o755)
-    return tree.gz()
+    return tree.cpio()  # uncompressed, as the base: kernels and disks gain little from gzip
 
 
 def lane_qemu_argv(image: BuiltImage, initrd: Path, accel: str, host: HostInfo, mem_mib: int,
                    cpus: int, qmp: Path | None, extra_cmdline: str = "") -> list[str]:
     cmdline = LANE_CMDLINE
     if host.cpu_khz:
-        cmdline += f" tsc_early_khz={host.cpu_khz}"
+        cmdline += f" tsc_early_khz={host.cpu_khz} lpj={host.cpu_khz * 1000 // LANE_KERNEL_HZ}"
     if extra_cmdline:
         cmdline += " " + extra_cmdline
     # -smp = god's vCPUs: KVM_CAP_NR_VCPUS inside is the lane's CPU count and god refuses
@@ -214,7 +222,7 @@ class GodSvm(Qemu):
             link_args = ["-chardev", f"socket,id=lanelink,path={link}",
                          "-device", "isa-serial,chardev=lanelink,iobase=0x2f8,irq=3"]
         initrd = concat(run_dir / "lane-initrd.img",
-                        [image.file("lane.cpio.gz"), payload_initramfs(files, script)])
+                        [image.file(BASE_INITRD), payload_initramfs(files, script)])
         argv = lane_qemu_argv(image, initrd, accel, host, spec.mem_mib + LANE_OVERHEAD_MIB,
                               spec.cpus, qmp, extra_cmdline="8250.nr_uarts=2" if link_args else "")
         argv += link_args + spec.hypervisor_args.get(self.name, [])
@@ -281,7 +289,7 @@ def run_in_lane(script: str, files: dict[str, Path], log: Path, *, tests_layer: 
 
     host = host or HostInfo.detect()
     image = build_lane(cache_root)
-    parts: list[Path | bytes] = [image.file("lane.cpio.gz")]
+    parts: list[Path | bytes] = [image.file(BASE_INITRD)]
     if tests_layer:
         parts.append(build_lane(cache_root, tests=True).file("tests.cpio.gz"))
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,14 @@ def test_image_holds_the_lane(image: Path) -> None:
     assert size < 40e6, f"the lane image unpacks to {size / 1e6:.1f} MB; it should stay minimal"
 
 
+def test_booted_archive_is_the_recorded_one(image: Path) -> None:
+    """Boots use the uncompressed lane.cpio (no inflate under TCG); it must be the very archive
+    lane.cpio.gz records, and the per-boot payload is a newc archive Linux appends to it."""
+    assert gzip.decompress((image / "lane.cpio.gz").read_bytes()) == (image / lane.BASE_INITRD).read_bytes()
+    payload = lane.payload_initramfs({}, "true\n")
+    assert payload[:6] == b"070701", "the per-boot payload is not an uncompressed newc archive"
+
+
 def _extract_python(image: Path, root: Path) -> None:
     for name, (mode, body) in read_newc((image / "lane.cpio.gz").read_bytes()).items():
         if name.startswith(("usr/lib/python3.11/", "lane/god/")) and (mode & 0o170000) == 0o100000:
