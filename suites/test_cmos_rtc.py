@@ -16,7 +16,9 @@ import pytest
 from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
 
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq")]
+# Each check writes the registers it reads and the rtc fixture puts B, A and C back: the checks
+# share a guest (vmm_shared; the pool's guest lives for one module; --vmm-fresh boots one per check).
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared]
 
 INDEX, DATA = 0x70, 0x71
 SEC, MIN, HOUR = 0x00, 0x02, 0x04

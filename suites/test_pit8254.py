@@ -14,7 +14,9 @@ from pytest_vmm import Machine
 from pytest_vmm.agent.client import PIT_INPUT_HZ
 from pytest_vmm.agent.ioseq import PortSeq
 
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq")]
+# Each check programs channel 0 itself and leaves it quiet (run()): the checks share a guest
+# (vmm_shared; the pool's guest lives for one module; --vmm-fresh boots one per check).
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared]
 
 CH0, CONTROL = 0x40, 0x43
 LOHI = 0x30  # control word RW bits: low byte then high byte
