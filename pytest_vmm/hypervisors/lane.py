@@ -150,9 +150,14 @@ def lane_qemu_argv(image: BuiltImage, initrd: Path, accel: str, host: HostInfo, 
 
 
 def concat(out: Path, parts: list[Path | bytes]) -> Path:
+    """One initrd of archives in order. Each starts on a 4-byte boundary: Linux's unpacker
+    (init/initramfs.c, unpack_to_rootfs) takes an uncompressed newc archive only at an aligned
+    offset and skips the zero bytes between archives; a gzip member's length is arbitrary, so
+    an uncompressed archive after one would otherwise read as "invalid magic"."""
     with out.open("wb") as f:
         for part in parts:
             f.write(part if isinstance(part, bytes) else part.read_bytes())
+            f.write(b"\0" * (-f.tell() % 4))
     return out
 
 

@@ -84,6 +84,20 @@ def test_booted_archive_is_the_recorded_one(image: Path) -> None:
     assert payload[:6] == b"070701", "the per-boot payload is not an uncompressed newc archive"
 
 
+def test_each_archive_of_the_initrd_starts_aligned(tmp_path: Path) -> None:
+    """Linux unpacks an uncompressed newc archive only at a 4-byte-aligned offset (init/
+    initramfs.c): after a gzip member of any length, the next archive must be padded to one."""
+    gz = gzip.compress(b"070701" + b"x" * 5, mtime=0)
+    gz += b"\1" if len(gz) % 4 == 0 else b""  # a member whose length is not a multiple of 4
+    assert len(gz) % 4
+    raw = lane.payload_initramfs({}, "true\n")
+    out = lane.concat(tmp_path / "initrd", [raw, gz, raw]).read_bytes()
+    second = len(raw) + len(gz) + (-len(gz) % 4)
+    assert out[:len(raw)] == raw and out[len(raw):len(raw) + len(gz)] == gz
+    assert out[len(raw) + len(gz):second] == bytes(-len(gz) % 4), "padding must be zeros (skipped)"
+    assert out[second:second + 6] == b"070701" and second % 4 == 0
+
+
 def _extract_python(image: Path, root: Path) -> None:
     for name, (mode, body) in read_newc((image / "lane.cpio.gz").read_bytes()).items():
         if name.startswith(("usr/lib/python3.11/", "lane/god/")) and (mode & 0o170000) == 0o100000:
