@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -280,6 +281,10 @@ def _die_with_parent(argv: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
+# What the lane prints when its script cannot run (a broken initrd; /init then starts a shell).
+LANE_BROKEN_RE = re.compile(rb"Initramfs unpacking failed[^\r\n]*|lane: no /lane/run[^\r\n]*")
+
+
 # Lane script helper: print a file as a gzip+base64 section the host can pull off the console.
 EMIT_SECTION = 'emit() { echo "@@lane-begin $1"; gzip -c "$2" | base64; echo "@@lane-end $1"; }\n'
 
@@ -305,10 +310,17 @@ def run_in_lane(script: str, files: dict[str, Path], log: Path, *, tests_layer: 
         with log.open("wb") as out:
             proc = subprocess.Popen(_die_with_parent(argv), stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
+            status: int | None = None
             try:
-                status: int | None = proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                status = None
+                while time.monotonic() - started < timeout_s:
+                    try:
+                        status = proc.wait(1.0)
+                        break
+                    except subprocess.TimeoutExpired:
+                        broken = LANE_BROKEN_RE.search(log.read_bytes())
+                        if broken:  # it would wait at a shell until the timeout
+                            raise RuntimeError(f"the lane did not run its script: {broken[0].decode(errors='replace')} "
+                                               f"(console: {log})")
             finally:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)

@@ -171,3 +171,16 @@ def test_lane_is_listed_with_its_reason(lane_available: None) -> None:
     assert lane.hypervisor.pick_accel("auto", host, None) == ("kvm" if host.kvm_flavour == "svm" and host.kvm_usable else "tcg")
     if host.kvm_flavour != "svm":
         assert "hardware AMD SVM" in lane.hypervisor.accel_problem("kvm", host)
+
+
+def test_a_lane_that_cannot_run_its_script_fails_fast(lane_available: None, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken initrd (here a payload that is no archive) must end the run with an error
+    naming the kernel's complaint, not wait at the lane's shell until the timeout."""
+    import time
+
+    monkeypatch.setattr(lane, "payload_initramfs", lambda files, script: b"\x01not an archive")
+    began = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not run its script: (Initramfs unpacking failed|lane: no /lane/run)"):
+        lane.run_in_lane("true\n", {}, tmp_path / "console.log", timeout_s=300)
+    assert time.monotonic() - began < 120, "the broken lane was noticed only near the timeout"
