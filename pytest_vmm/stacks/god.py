@@ -23,7 +23,7 @@ from pytest_vmm.stacks._common import (
 from pytest_vmm.virtio import testdisk
 
 # Hypervisors the probe gets disks and vsock on. The lane (god-svm) could carry both, but each
-# virtio check boots a fresh guest and a lane boot costs ~6 s (40 checks: ~4 minutes of CI), so
+# virtio check boots a fresh guest and a lane boot costs ~4.3 s (40 checks: ~3 minutes of CI), so
 # the probe has none there until lane machines are cheaper (docs/lane.md, "Known gaps").
 WITH_DISKS = ("god", "god-kirq", "qemu")
 # QEMU has no vsock device of its own here (only vhost-user to god's back-end).
