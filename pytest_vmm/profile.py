@@ -21,9 +21,9 @@ from pytest_vmm.factory import PHASES
 from pytest_vmm.matrix import PROP_TARGET, text_table
 
 REPORT_ATTR = "vmm_phases"
-# The column for setup/teardown time outside the factory's phases.
+# The column for setup/teardown time outside the factory's phases (all but the check).
 FIXTURES = "fixtures"
-COLUMNS = (*PHASES, FIXTURES)
+FACTORY_PHASES = tuple(p for p in PHASES if p != "check")
 
 
 class PhaseProfile:
@@ -58,7 +58,7 @@ class PhaseProfile:
 
     def _fixtures(self, target: str) -> float:
         phases = self.totals[target]
-        inside = sum(phases[p][0] for p in ("build", "boot", "shutdown") if p in phases)
+        inside = sum(phases[p][0] for p in FACTORY_PHASES if p in phases)
         return max(0.0, self.setup_teardown.get(target, 0.0) - inside)
 
     def rows(self) -> tuple[list[str], list[list[str]]]:
