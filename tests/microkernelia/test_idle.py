@@ -18,8 +18,6 @@ pytestmark = pytest.mark.vmm_requires("agent", "mcp")
 
 # kernel/src/intr.rs VEC_VIRTIO: the vector virtio-mmio lines are routed to while it sleeps.
 VEC_VIRTIO = 0xE5
-# A polling guest costs a whole core; a sleeping one wakes about 20 times a second (2-3%).
-IDLE_CPU_LIMIT = 0.10
 # Longer than the scheduler's spin before it sleeps (2 ms), with margin for the host.
 LONGER_THAN_THE_SPIN_S = 0.05
 
@@ -31,7 +29,7 @@ def mk(machine: Machine) -> Machine:
     return machine
 
 
-def test_idle_unikernel_costs_under_10_percent_of_a_core(mk: Machine) -> None:
+def test_idle_unikernel_costs_its_host_little_cpu(mk: Machine) -> None:
     with connect_machine(mk, timeout=30.0) as client:
         client.discover()  # MCP served once (2026-07-28 has no ping); the connection stays open and quiet
         mk.agent.ping()
@@ -40,8 +38,11 @@ def test_idle_unikernel_costs_under_10_percent_of_a_core(mk: Machine) -> None:
     if share is None:
         pytest.skip("needs /proc to read the VMM's CPU time")
     mk.record("idle_cpu_percent", round(share * 100, 1))
-    assert share < IDLE_CPU_LIMIT, (
-        f"{mk.target_id} with nothing to do for 1.5 s: expected < {IDLE_CPU_LIMIT:.0%} of a core, "
+    # A polling guest costs a whole core; a sleeping one wakes about 20 times a second (2-3%
+    # alone; in a lane the emulated machine around it adds its own idle cost).
+    limit = mk.config.hypervisor.idle_cpu_limit
+    assert share < limit, (
+        f"{mk.target_id} with nothing to do for 1.5 s: expected < {limit:.0%} of a core, "
         f"observed {share:.1%} (is the scheduler spinning instead of sleeping?)")
 
 
