@@ -30,7 +30,13 @@ pytestmark = [
 ]
 
 
+# Checks marked vmm_shared share a guest (health-checked between them): each judges counts it
+# takes within its own request (a burst's bytes and interrupts, a hold's before/masked/after),
+# and the lines they arm stay armed or masked as the next check expects (line 13 is wired to
+# nothing). The EOI and spurious checks read counts since boot, so they get a fresh guest.
+
 # ---------------------------------------------------------------------------- host-injected (UART RX)
+@pytest.mark.vmm_shared
 def test_uart_burst_every_byte_arrives(machine: Machine) -> None:
     """16550A datasheet, RBR/LSR bit 0 (Data Ready): every byte the line carries is readable
     from RBR, in a FIFO 16 deep. 1000 bytes sent by the host, 1000 received by the guest."""
@@ -39,6 +45,7 @@ def test_uart_burst_every_byte_arrives(machine: Machine) -> None:
     assert burst.received == len(BURST), f"UART burst: expected {len(BURST)} bytes, guest received {burst.received}"
 
 
+@pytest.mark.vmm_shared
 def test_uart_burst_arrives_in_order(machine: Machine) -> None:
     """16550A datasheet, FCR/RX FIFO: first in, first out. Oracle: FNV-1a of the bytes sent,
     computed here, against the guest's digest of what it read."""
@@ -49,6 +56,7 @@ def test_uart_burst_arrives_in_order(machine: Machine) -> None:
         f"over {burst.received} bytes (bytes lost, duplicated or reordered)")
 
 
+@pytest.mark.vmm_shared
 def test_uart_burst_interrupt_count_bounded(machine: Machine) -> None:
     """16550A datasheet, FCR bits 7:6 (RX trigger level) and IIR 0100 (received data
     available): the guest sets the trigger at 1 byte, so the interrupt is raised once the RX
@@ -70,6 +78,7 @@ def test_uart_burst_interrupt_count_bounded(machine: Machine) -> None:
         f"RX interrupts that found no byte: expected at most one per served interrupt ({served}), observed {empty}")
 
 
+@pytest.mark.vmm_shared
 def test_uart_burst_without_overrun(machine: Machine) -> None:
     """16550A datasheet, LSR bit 1 (Overrun Error): set only when a character arrives with the
     FIFO full. A VMM's UART receives from a host socket it can stop reading, so it has no
@@ -82,6 +91,7 @@ def test_uart_burst_without_overrun(machine: Machine) -> None:
 @pytest.mark.vmm_arch("x86_64")
 @pytest.mark.vmm_spec_allows("Intel MultiProcessor Specification 1.4 §4.3.4: the I/O interrupt "
                               "entry maps ISA IRQ0 to whichever IOAPIC pin the board wires", "pit_ioapic_pin")
+@pytest.mark.vmm_shared
 def test_pit_irq0_arrives_on_the_advertised_pin(machine: Machine) -> None:
     """Intel MultiProcessor Specification 1.4 §4.3.4 (I/O Interrupt Assignment Entries): the MP
     table says which IOAPIC pin ISA IRQ0 reaches (pin 2 on QEMU, pin 0 on god); the PIT's
@@ -99,6 +109,7 @@ def test_pit_irq0_arrives_on_the_advertised_pin(machine: Machine) -> None:
 
 # ---------------------------------------------------------------------------- masking
 @pytest.mark.vmm_arch("x86_64")
+@pytest.mark.vmm_shared
 def test_masked_line_does_not_deliver(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet, I/O Redirection Table register bit 16 (Interrupt Mask):
     a masked pin's interrupts are not delivered."""
@@ -108,6 +119,7 @@ def test_masked_line_does_not_deliver(machine: Machine) -> None:
 
 
 @pytest.mark.vmm_arch("x86_64")
+@pytest.mark.vmm_shared
 def test_pending_level_interrupt_arrives_on_unmask(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet, redirection entry bits 15 (Trigger Mode, level) and 16
     (mask): a level-triggered line still asserted when unmasked is delivered, exactly once
@@ -118,6 +130,7 @@ def test_pending_level_interrupt_arrives_on_unmask(machine: Machine) -> None:
 
 
 @pytest.mark.vmm_arch("x86_64")
+@pytest.mark.vmm_shared
 def test_unarmed_line_counts_nothing(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet, redirection entries reset masked (bit 16 = 1): a line the
     guest never routed delivers nothing."""
@@ -126,6 +139,7 @@ def test_unarmed_line_counts_nothing(machine: Machine) -> None:
 
 
 @pytest.mark.vmm_arch("x86_64")
+@pytest.mark.vmm_shared
 def test_mask_state_reads_back(machine: Machine) -> None:
     """Intel 82093AA IOAPIC datasheet, IOREDTBL bit 16 is read/write: the mask the guest wrote
     reads back (1 after mask, 0 after unmask)."""

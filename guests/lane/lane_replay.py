@@ -35,6 +35,7 @@ import pytest
 _records: dict[str, dict[str, str]] = {}
 _mode = ""
 _file = ""
+_fake_god_dir: Path | None = None  # record mode's stand-in god, removed at the end
 
 
 def _output_of(cmd: list[str]) -> str:
@@ -105,7 +106,7 @@ def _replay_which(name, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _mode, _file
+    global _mode, _file, _fake_god_dir
     spec = os.environ.get("LANE_REPLAY", "")
     _mode, _, _file = spec.partition(":")
     if _mode == "replay":
@@ -116,7 +117,8 @@ def pytest_configure(config: pytest.Config) -> None:
         subprocess.run = _record_run
         # Children that run `python -m god` get a god that exits at once: record mode builds
         # guests, it does not boot them.
-        fake = Path(tempfile.mkdtemp(prefix="lane-fakegod-")) / "god"
+        _fake_god_dir = Path(tempfile.mkdtemp(prefix="lane-fakegod-"))
+        fake = _fake_god_dir / "god"
         fake.mkdir()
         (fake / "__init__.py").write_text("")
         (fake / "__main__.py").write_text("raise SystemExit(86)\n")
@@ -155,3 +157,5 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _mode == "record" and _file:
         Path(_file).write_text(json.dumps(_records, indent=0, sort_keys=True) + "\n")
+    if _fake_god_dir is not None:
+        shutil.rmtree(_fake_god_dir, ignore_errors=True)
