@@ -12,7 +12,9 @@ import pytest
 from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
 
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq")]
+# Both checks leave the controller as they found it (the command byte is written back), so
+# they share a guest.
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared]
 
 DATA, STATUS = 0x60, 0x64
 OBF, IBF = 0x01, 0x02

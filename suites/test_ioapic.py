@@ -40,6 +40,7 @@ def reg_write(agent: AgentClient, reg: int, value: int) -> None:
     agent.mmio_write(IOWIN, 4, value)
 
 
+@pytest.mark.vmm_shared  # puts back what it wrote
 def test_version_register_is_read_only(machine: Machine) -> None:
     """3.2.2 IOAPICVER is read-only: a write changes nothing. Bits 23-16 hold the highest
     redirection entry index: at least 0x17 (24 entries) on a PC I/O APIC."""
@@ -51,6 +52,7 @@ def test_version_register_is_read_only(machine: Machine) -> None:
     assert (before >> 16) & 0xFF >= 0x17, f"max redirection entry {(before >> 16) & 0xFF:#x}, expected >= 0x17"
 
 
+@pytest.mark.vmm_shared  # puts back what it wrote
 def test_redirection_entry_read_only_and_writable_bits(machine: Machine) -> None:
     """3.2.4: Delivery Status (bit 12) and Remote IRR (bit 14) are read-only -- 0 on an idle,
     masked pin whatever is written; vector, polarity (bit 13), trigger mode (bit 15) and mask
