@@ -212,8 +212,9 @@ def record_test_guests(work: Path) -> Path:
            "PYTHONPATH": os.pathsep.join([str(HERE), str(GOD_SRC)])}
     env.pop("PYTEST_ADDOPTS", None)
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # god's tests use no plugin; keep the host's out
+    # --basetemp inside the build's work dir: its tmp_path dirs go with it, not to /tmp/pytest-of-*.
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "lane_replay", "-p", "no:cacheprovider",
-                          "tests"],
+                          f"--basetemp={work / 'basetemp'}", "tests"],
                          cwd=scratch, env=env, capture_output=True, text=True, timeout=1200, check=False)
     if not records.exists():
         raise SystemExit(f"lane: recording god's test guests failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")

@@ -152,8 +152,9 @@ def test_installed_wheel_lists_its_stacks_and_runs_the_suites_under_a_template(
     # unmask; suites/known-divergences.toml lists them for the in-repo targets.
     pvm = ["-k", "not unacknowledged_interrupt_blocks and not eoi_releases_one and not pending_level_interrupt"] \
         if Path("/sys/module/kvm_pvm").exists() else []
+    inner_basetemp = tmp_path_factory.mktemp("inner-basetemp")  # the inner run's tmp dirs go with ours
     result = run([python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", *pvm, "--vmm=probe@myqemu",
-                  f"--vmm-cache={cache}", "--pyargs", *(f"vmm_suites.{s}" for s in SUITES)], work, 1200)
+                  f"--vmm-cache={cache}", f"--basetemp={inner_basetemp}", "--pyargs", *(f"vmm_suites.{s}" for s in SUITES)], work, 1200)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     summary = re.search(r"(\d+) passed", output)
