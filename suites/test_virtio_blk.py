@@ -27,9 +27,7 @@ from pytest_vmm.virtio.layout import (
 from pytest_vmm.virtio.slots import device, find_slots
 from pytest_vmm.virtio.testdisk import SECTORS, sector
 
-# The checks share a guest (vmm_shared; --vmm-fresh boots one per check): each fixture resets
-# the device afterwards, and the one write (sector 40) lands on a sector no other check reads.
-pytestmark = [pytest.mark.vmm_requires("dma", "blk"), pytest.mark.vmm_shared]
+pytestmark = pytest.mark.vmm_requires("dma", "blk")
 
 
 def _open(machine: Machine, read_only: bool, extra: int = 0) -> MmioDevice:
