@@ -61,6 +61,8 @@ class MachineConfig:
     # The accelerator's slowness (hypervisor.timeout_multiplier): channels scale their waits by it.
     timeout_factor: float = 1.0
     health: Callable[[ChannelHost], bool] | None = None
+    # The stack's capabilities (Stack.capabilities): what a suite may ask of this guest.
+    capabilities: frozenset[str] = frozenset()
 
 
 class Machine:

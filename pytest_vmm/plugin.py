@@ -10,7 +10,7 @@ import pytest
 from _pytest._code.code import ExceptionRepr
 
 from pytest_vmm import availability as availability_mod
-from pytest_vmm import baseline, hookspecs, hypothesis_profiles, options
+from pytest_vmm import baseline, hookspecs, hypothesis_profiles, options, shared_state
 from pytest_vmm.capabilities import CAPABILITIES, unknown_capabilities
 from pytest_vmm.errors import MachineError, MachineLeak, TargetUnavailable
 from pytest_vmm.factory import MachineFactory
@@ -65,6 +65,9 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "(x86_64, aarch64); skipped on targets of another architecture")
     config.addinivalue_line("markers", "vmm_shared(True|False): the check leaves the guest as it found it, so its "
                                        "`machine` may be the target's shared, health-checked guest (False: a fresh one)")
+    config.addinivalue_line("markers", f"{shared_state.MARKER}(probe=fn): fn(machine) reads the device registers the "
+                                       "module's shared checks must put back; the shared guest is rebooted when a check "
+                                       "leaves them changed")
     config.addinivalue_line("markers", "vmm_spec_allows(clause, *properties): recorded values (names or globs) "
                                        "that may differ between targets, by the named spec clause")
     config.stash[SESSION_KEY] = VmmSession(config)
@@ -77,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _is_xdist_worker(config):
         config.pluginmanager.register(MatrixReporter(config), MatrixReporter.NAME)
         config.pluginmanager.register(PhaseProfile(), PhaseProfile.NAME)
+        config.pluginmanager.register(shared_state.RebootReporter(), shared_state.RebootReporter.NAME)
         report_plugin.register(config)
 
 
@@ -93,7 +97,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    for name in (MatrixReporter.NAME, PhaseProfile.NAME):
+    for name in (MatrixReporter.NAME, PhaseProfile.NAME, shared_state.RebootReporter.NAME):
         reporter = config.pluginmanager.get_plugin(name)
         if reporter is not None:
             config.pluginmanager.unregister(reporter)
@@ -399,12 +403,40 @@ def shared_machine(request: pytest.FixtureRequest, vmm_stack: Target, _vmm_pool:
         booted = _vmm_pool.get(vmm_stack)
     except TargetUnavailable as exc:
         pytest.skip(str(exc))
+    probe = shared_state.probe_of(request.node)
+    last = _vmm_pool.last_state.pop(vmm_stack.id, None)
+    before: dict[str, object] = {}
+    if probe is not None:
+        before = last[1] if last is not None and last[0] is probe else _device_state(probe, booted)
     _attach(request, booted)
     yield booted
     _detach(request, booted)
     call_report = request.node.stash.get(PHASE_REPORTS_KEY, {}).get("call")
     if call_report is not None and call_report.passed:
         booted.check_console()  # a panic during this test fails it (and the guest is not reused)
+    if probe is not None:
+        try:
+            after = _device_state(probe, booted)
+            changed = shared_state.changes(before, after)
+        except MachineError as exc:
+            changed = [f"state unreadable after the check: {exc}"]
+            after = {}
+        if changed:  # the next check must not inherit what this one left behind
+            request.node.user_properties.append((shared_state.PROP_STATE_CHANGED, "; ".join(changed)))
+            _vmm_pool.discard(vmm_stack)
+        else:
+            _vmm_pool.last_state[vmm_stack.id] = (probe, after)
+
+
+def _device_state(probe: shared_state.StateProbe, machine: Machine) -> dict[str, object]:
+    """The probe's reading; any failure of it is a MachineError naming the probe."""
+    try:
+        return dict(probe(machine))
+    except MachineError:
+        raise
+    except Exception as exc:
+        name = getattr(probe, "__qualname__", repr(probe))
+        raise MachineError(f"{machine.target_id}: shared-state probe {name} failed: {exc!r}") from exc
 
 
 # ------------------------------------------------------------------- reporting

@@ -131,6 +131,7 @@ class VmmSession:
             boot_timeout_s=base * avail.timeout_factor,
             timeout_factor=avail.timeout_factor,
             channels=dict(target.stack.channels),
+            capabilities=target.stack.capabilities,
             health=target.stack.health or (agent_answers if "agent" in target.stack.channels else None),
         ))
 
@@ -156,6 +157,9 @@ class MachinePool:
         self.worker = worker
         self.machines: dict[str, Machine] = {}
         self.reboots: dict[str, int] = {}
+        # The last device-state reading of each target's machine, by the probe that took it:
+        # the state after one shared check is the state before the next.
+        self.last_state: dict[str, tuple[object, dict[str, object]]] = {}
         self.factory = MachineFactory(session, session.artifacts_root())
 
     def get(self, target: Target) -> Machine:
@@ -163,12 +167,18 @@ class MachinePool:
         if current is not None:
             if current.healthy() and not current.crashed():
                 return current
-            self.machines.pop(target.id)
-            self.reboots[target.id] = self.reboots.get(target.id, 0) + 1
-            self.factory.shutdown(current)
+            self.discard(target)
         name = f"shared-{target.id}-{self.worker}-{self.reboots.get(target.id, 0)}"
         self.machines[target.id] = self.factory.boot(target, name=name)
         return self.machines[target.id]
+
+    def discard(self, target: Target) -> None:
+        """Shut the target's shared machine down now: the next check gets a fresh one."""
+        current = self.machines.pop(target.id, None)
+        self.last_state.pop(target.id, None)
+        if current is not None:
+            self.reboots[target.id] = self.reboots.get(target.id, 0) + 1
+            self.factory.shutdown(current)
 
     def take_phases(self) -> dict[str, float]:
         """Phase seconds spent since the last call (a test that booted a shared machine is
@@ -178,4 +188,5 @@ class MachinePool:
 
     def close(self) -> list[str]:
         self.machines.clear()
+        self.last_state.clear()
         return self.factory.close()

@@ -16,9 +16,12 @@ import pytest
 from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
 
+from . import device_state
+
 # Each check writes the registers it reads and the rtc fixture puts B, A and C back: the checks
 # share a guest (vmm_shared; the pool's guest lives for one module; --vmm-fresh boots one per check).
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared]
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared,
+              pytest.mark.vmm_shared_state(probe=device_state.cmos_rtc)]
 
 INDEX, DATA = 0x70, 0x71
 SEC, MIN, HOUR = 0x00, 0x02, 0x04

@@ -12,9 +12,12 @@ import pytest
 from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
 
+from . import device_state
+
 # Both checks leave the controller as they found it (the command byte is written back), so
 # they share a guest.
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared]
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared,
+              pytest.mark.vmm_shared_state(probe=device_state.i8042)]
 
 DATA, STATUS = 0x60, 0x64
 OBF, IBF = 0x01, 0x02

@@ -14,6 +14,8 @@ import pytest
 from pytest_vmm import Machine
 from pytest_vmm.agent.protocol import fnv1a32
 
+from . import device_state
+
 UART_LINE = 4
 PIT_LINE = 0
 SPURIOUS_VECTOR = 0xFF
@@ -23,6 +25,7 @@ BURST = bytes(0x21 + (i * 37) % 94 for i in range(1000))
 
 pytestmark = [
     pytest.mark.vmm_requires("irq"),
+    pytest.mark.vmm_shared_state(probe=device_state.interrupts),
     pytest.mark.vmm_spec_allows("16550A FCR trigger level: bytes per interrupt depend on when the "
                                 "ISR runs", "burst_*"),
     pytest.mark.vmm_spec_allows("Intel SDM vol. 3A §10.8.4: ISR is only checked through its effect",

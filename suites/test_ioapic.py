@@ -19,7 +19,10 @@ from pytest_vmm.virtio.driver import MmioDevice, poll
 from pytest_vmm.virtio.layout import F_VERSION_1, DeviceId, bit
 from pytest_vmm.virtio.slots import Slot, device, find_slots
 
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio")]
+from . import device_state
+
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio"),
+              pytest.mark.vmm_shared_state(probe=device_state.ioapic)]
 
 IOAPIC = 0xFEC00000
 IOREGSEL, IOWIN = IOAPIC, IOAPIC + 0x10

@@ -14,7 +14,10 @@ import pytest
 
 from pytest_vmm import Machine
 
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "irq"), pytest.mark.vmm_shared]
+from . import device_state
+
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "irq"), pytest.mark.vmm_shared,
+              pytest.mark.vmm_shared_state(probe=device_state.lapic)]
 
 LAPIC = 0xFEE00000
 TPR, TMICT, TMCCT, TDCR = 0x80, 0x380, 0x390, 0x3E0

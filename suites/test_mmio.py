@@ -17,6 +17,8 @@ from pytest_vmm import Machine
 from pytest_vmm.agent.client import AgentClient, AgentError
 from pytest_vmm.agent.protocol import ErrorCode
 
+from . import device_state
+
 COM1 = 0x3F8
 THR, IER, IIR, LCR, MCR, LSR, MSR, SCR = (COM1 + i for i in range(8))
 IOAPIC = 0xFEC00000
@@ -42,7 +44,7 @@ RAM_SCRATCH_BY_ARCH = {"x86_64": RAM_SCRATCH, "aarch64": 0x40400000}
 # one target share a guest, health-checked between them; the two that reset a virtio device's
 # state take a fresh one.
 pytestmark = [
-    pytest.mark.vmm_shared,
+    pytest.mark.vmm_shared, pytest.mark.vmm_shared_state(probe=device_state.mmio),
     pytest.mark.vmm_requires("mmio"),
     pytest.mark.vmm_spec_allows("Intel SDM vol. 3A §10.4.8 / 82093AA §3.2.2 / virtio 1.2 §4.2.2: "
                                 "version and ID values are the implementation's within the range asserted",

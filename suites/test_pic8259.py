@@ -14,9 +14,12 @@ import pytest
 from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
 
+from . import device_state
+
 # Each sequence leaves the masks as they were, ISR empty and PIT channel 0 stopped: the checks
 # share a guest (vmm_shared; --vmm-fresh boots one per check).
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared]
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared,
+              pytest.mark.vmm_shared_state(probe=device_state.pic8259)]
 
 MASTER_CMD, MASTER_DATA, SLAVE_CMD, SLAVE_DATA = 0x20, 0x21, 0xA0, 0xA1
 OCW3_READ_IRR, OCW3_READ_ISR, OCW3_POLL = 0x0A, 0x0B, 0x0C

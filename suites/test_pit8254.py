@@ -14,9 +14,12 @@ from pytest_vmm import Machine
 from pytest_vmm.agent.client import PIT_INPUT_HZ
 from pytest_vmm.agent.ioseq import PortSeq
 
+from . import device_state
+
 # Each check programs channel 0 itself and leaves it quiet (run()): the checks share a guest
 # (vmm_shared; the pool's guest lives for one module; --vmm-fresh boots one per check).
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared]
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared,
+              pytest.mark.vmm_shared_state(probe=device_state.pit8254)]
 
 CH0, CONTROL = 0x40, 0x43
 LOHI = 0x30  # control word RW bits: low byte then high byte

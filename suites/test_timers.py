@@ -27,6 +27,8 @@ from pytest_vmm import Machine
 from pytest_vmm.agent.client import PIT_INPUT_HZ, AgentClient
 from pytest_vmm.agent.protocol import AGENT_CAP_TICK_GAPS
 
+from . import device_state
+
 T = TypeVar("T")
 
 PIT_HZ = 100
@@ -49,7 +51,7 @@ TSC_WINDOW_S = 2.0
 # vCPU whose HLT does not wait re-enters the loop at once and counts thousands of wake-ups.
 MAX_HALT_WAKEUPS = 8
 pytestmark = [
-    pytest.mark.vmm_shared,
+    pytest.mark.vmm_shared, pytest.mark.vmm_shared_state(probe=device_state.timers),
     pytest.mark.vmm_requires("timer"),
     # What these record are measurements: each check bounds them by its clause (the assert);
     # within the bound, host timing and the platform's TSC rate make them differ freely.

@@ -72,6 +72,59 @@ def test_vmm_shared_checks_share_a_guest_and_fresh_ones_do_not(fake_project) -> 
     pytester.runpytest("--vmm=fake", "-p", "no:randomly", "--vmm-fresh").assert_outcomes(passed=2, failed=1)
 
 
+def test_a_shared_check_that_leaves_device_state_changed_gets_its_guest_rebooted(fake_project) -> None:
+    """The vmm_shared_state guard: the check after one that left a register changed gets a
+    fresh guest, and the run names the check and the register."""
+    pytester = fake_project()
+    pytester.makepyfile("""
+        import pytest
+
+        registers = {}  # by guest pid: what a device model would hold
+
+        def probe(machine):
+            return {"IMR": registers.setdefault(machine.pid, 0xFF), "ELCR": 0}
+
+        pytestmark = [pytest.mark.vmm_shared, pytest.mark.vmm_shared_state(probe=probe)]
+        pids = []
+
+        def test_puts_back(machine):
+            pids.append(machine.pid)
+            registers[machine.pid] = 0x12
+            registers[machine.pid] = 0xFF
+
+        def test_still_shared(machine):
+            assert machine.pid == pids[0]
+
+        def test_leaves_imr_changed(machine):
+            registers[machine.pid] = 0x5A
+
+        def test_after_it(machine):
+            assert machine.pid != pids[0], "the guest with the changed IMR must not be reused"
+    """)
+    result = pytester.runpytest("--vmm=fake", "-p", "no:randomly", "--junitxml=report.xml")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*vmm shared guests rebooted (a check left device state changed)*",
+                                 "*::test_leaves_imr_changed[[]fake[]]: IMR: 0xff -> 0x5a"])
+    assert 'name="vmm_shared_state_changed" value="IMR: 0xff -&gt; 0x5a"' in (pytester.path / "report.xml").read_text()
+
+
+def test_a_failing_state_probe_is_an_error_naming_it(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile("""
+        import pytest
+
+        def broken_probe(machine):
+            raise OSError("no such register")
+
+        pytestmark = [pytest.mark.vmm_shared, pytest.mark.vmm_shared_state(probe=broken_probe)]
+
+        def test_a(machine): pass
+    """)
+    result = pytester.runpytest("--vmm=fake")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*shared-state probe broken_probe failed: OSError('no such register')*"])
+
+
 def test_a_shared_guest_that_printed_a_panic_is_not_reused(fake_project) -> None:
     pytester = fake_project()
     pytester.makepyfile("""
