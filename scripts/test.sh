@@ -8,7 +8,8 @@
 # god@god-arm64 (the same probe on god's arm64 backend over the real arm64 KVM inside QEMU TCG
 # aarch64: one lane for the session) and zosia@qemu-virt (zosia's AArch64 image on QEMU virt).
 # CI runs this.
-# The short summary lists skips and xfails first and failures last, so the tail of a
+# --durations names the slowest tests, also those on no target that the phase profile sums
+# only as a total. The short summary lists skips and xfails first and failures last, so the tail of a
 # truncated CI log names what failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ trap finish_prebuild EXIT
 
 set +e
 .venv/bin/python -m pytest -p no:cacheprovider --vmm="$TARGETS" \
-  --hypothesis-profile=vmm-ci --vmm-baseline=suites/known-divergences.toml --vmm-profile -rsxfE "$@"
+  --hypothesis-profile=vmm-ci --vmm-baseline=suites/known-divergences.toml --vmm-profile --durations=15 -rsxfE "$@"
 status=$?
 set -e
 finish_prebuild

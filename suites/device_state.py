@@ -10,8 +10,14 @@ leave at a value of their own (the 16550's scratch register).
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
+from pytest_vmm.virtio.layout import DeviceId, Reg
+from pytest_vmm.virtio.slots import Slot, find_slots
+
+from .arm64_platform import GICD, GICR, SGI_BASE, UART
 
 State = dict[str, int]
 
@@ -134,3 +140,58 @@ def timers(machine: Machine) -> State:
     if not _x86(machine):
         return {}
     return ioapic_entries(machine, (0, 2), RTE_ROUTING_BITS) | lapic_registers(machine, {"TDCR": 0x3E0})
+
+
+def virtio_blk(machine: Machine) -> State:
+    """Virtio 1.2 §4.2.2 of each block device: Status, InterruptStatus and queue 0's QueueReady,
+    which a reset returns to 0 (§4.2.2.2: "Upon reset, the device MUST clear all bits in
+    InterruptStatus and ready bits in the QueueReady register for all queues"), and which every
+    check leaves reset; the routing of the IOAPIC pins the devices interrupt on. The queue
+    addresses are left out: a reset need not clear them."""
+    agent = machine.agent
+    state: State = {}
+    blks = [slot for slot in _slots(machine) if slot.device_id == DeviceId.BLOCK]
+    for slot in blks:
+        name = f"virtio-blk@{slot.addr:#x}"
+        state[f"{name} Status"] = agent.mmio_read(slot.addr + Reg.STATUS, 4)
+        state[f"{name} InterruptStatus"] = agent.mmio_read(slot.addr + Reg.INTERRUPT_STATUS, 4)
+        agent.mmio_write(slot.addr + Reg.QUEUE_SEL, 4, 0)
+        state[f"{name} QueueReady[0]"] = agent.mmio_read(slot.addr + Reg.QUEUE_READY, 4)
+    if _x86(machine):
+        state |= ioapic_entries(machine, tuple(sorted({slot.gsi for slot in blks if slot.gsi < 24})), RTE_ROUTING_BITS)
+    return state
+
+
+_SLOTS: WeakKeyDictionary[Machine, list[Slot]] = WeakKeyDictionary()
+
+
+def _slots(machine: Machine) -> list[Slot]:
+    """The machine's virtio devices, found once (a scan is a dozen requests)."""
+    if machine not in _SLOTS:
+        _SLOTS[machine] = find_slots(machine.agent)
+    return _SLOTS[machine]
+
+
+# ------------------------------------------------------------------ aarch64
+def _mmio_words(machine: Machine, registers: dict[str, int]) -> State:
+    return {name: machine.agent.mmio_read(addr, 4) for name, addr in registers.items()}
+
+
+def gicv3(machine: Machine) -> State:
+    """GICv3 (ARM IHI 0069, 12.9 and 12.11): the distributor's control register, and the enable,
+    active and priority registers holding the test SPI (96), PPI (20) and SGI (3) -- what the
+    checks enable, activate and prioritise and must disable, deactivate and put back. Pending
+    bits follow the lines and are left out."""
+    return _mmio_words(machine, {
+        "GICD_CTLR": GICD, "GICD_ISENABLER3": GICD + 0x10C, "GICD_ISACTIVER3": GICD + 0x30C,
+        "GICD_IPRIORITYR24": GICD + 0x460,
+        "GICR_ISENABLER0": GICR + SGI_BASE + 0x100, "GICR_ISACTIVER0": GICR + SGI_BASE + 0x300,
+        "GICR_IPRIORITYR0": GICR + SGI_BASE + 0x400, "GICR_IPRIORITYR5": GICR + SGI_BASE + 0x414,
+    })
+
+
+def pl011(machine: Machine) -> State:
+    """PL011 (ARM DDI 0183G, 3.3): the baud-rate divisors, line control, control and interrupt
+    mask registers of the console UART."""
+    return _mmio_words(machine, {"UARTIBRD": UART + 0x24, "UARTFBRD": UART + 0x28, "UARTLCR_H": UART + 0x2C,
+                                 "UARTCR": UART + 0x30, "UARTIMSC": UART + 0x38})

@@ -12,19 +12,12 @@ are judged by the spec's numbers, not by the implementation's own.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-SUITES = Path(__file__).resolve().parent
-if str(SUITES) not in sys.path:
-    sys.path.insert(0, str(SUITES))
-
-import zigu_abi_spec as spec
+from . import zigu_abi_spec as spec
 
 spec.adapter_on_path()
-import abi_checks
+import abi_checks  # from zigu's adapter directory, put on the path just above
 
 CHECKS = abi_checks.ALL
 IDS = [c.__name__.removeprefix("check_") for c in CHECKS]

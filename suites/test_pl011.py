@@ -9,13 +9,15 @@ import pytest
 
 from pytest_vmm import Machine
 
+from . import device_state
 from .arm64_platform import UART, UART_INTID
 
 FR, IBRD, FBRD, LCR_H, IMSC, RIS, MIS = 0x18, 0x24, 0x28, 0x2C, 0x38, 0x3C, 0x40
 FR_TXFE, FR_RXFF, FR_TXFF, FR_RXFE, FR_BUSY = 1 << 7, 1 << 6, 1 << 5, 1 << 4, 1 << 3
 TXIM, RXIM, RTIM = 1 << 5, 1 << 4, 1 << 6
 
-pytestmark = [pytest.mark.vmm_arch("aarch64"), pytest.mark.vmm_requires("mmio"), pytest.mark.vmm_shared]
+pytestmark = [pytest.mark.vmm_arch("aarch64"), pytest.mark.vmm_requires("mmio"), pytest.mark.vmm_shared,
+              pytest.mark.vmm_shared_state(probe=device_state.pl011)]
 
 
 def test_peripheral_identification_registers(machine: Machine) -> None:

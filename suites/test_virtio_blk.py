@@ -27,7 +27,13 @@ from pytest_vmm.virtio.layout import (
 from pytest_vmm.virtio.slots import device, find_slots
 from pytest_vmm.virtio.testdisk import SECTORS, sector
 
-pytestmark = pytest.mark.vmm_requires("dma", "blk")
+from . import device_state
+
+# The checks share a guest (vmm_shared; --vmm-fresh boots one per check): each fixture resets
+# the device afterwards, and the one write (sector 40) lands on a sector no other check reads.
+# A check that leaves a device unreset gets the guest rebooted (vmm_shared_state).
+pytestmark = [pytest.mark.vmm_requires("dma", "blk"), pytest.mark.vmm_shared,
+              pytest.mark.vmm_shared_state(probe=device_state.virtio_blk)]
 
 
 def _open(machine: Machine, read_only: bool, extra: int = 0) -> MmioDevice:

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sys
-from pathlib import Path
-
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -27,11 +24,8 @@ from hypothesis.stateful import (
 )
 
 from pytest_vmm.stacks import zigu
-SUITES = Path(__file__).resolve().parents[1]
-if str(SUITES) not in sys.path:
-    sys.path.insert(0, str(SUITES))
 
-import zigu_abi_spec as spec
+from .. import zigu_abi_spec as spec
 
 spec.adapter_on_path()
 
