@@ -10,12 +10,10 @@ leave at a value of their own (the 16550's scratch register).
 
 from __future__ import annotations
 
-from weakref import WeakKeyDictionary
-
 from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
 from pytest_vmm.virtio.layout import DeviceId, Reg
-from pytest_vmm.virtio.slots import Slot, find_slots
+from pytest_vmm.virtio.slots import find_slots
 
 from .arm64_platform import GICD, GICR, SGI_BASE, UART
 
@@ -150,7 +148,7 @@ def virtio_blk(machine: Machine) -> State:
     addresses are left out: a reset need not clear them."""
     agent = machine.agent
     state: State = {}
-    blks = [slot for slot in _slots(machine) if slot.device_id == DeviceId.BLOCK]
+    blks = [slot for slot in find_slots(agent) if slot.device_id == DeviceId.BLOCK]
     for slot in blks:
         name = f"virtio-blk@{slot.addr:#x}"
         state[f"{name} Status"] = agent.mmio_read(slot.addr + Reg.STATUS, 4)
@@ -160,16 +158,6 @@ def virtio_blk(machine: Machine) -> State:
     if _x86(machine):
         state |= ioapic_entries(machine, tuple(sorted({slot.gsi for slot in blks if slot.gsi < 24})), RTE_ROUTING_BITS)
     return state
-
-
-_SLOTS: WeakKeyDictionary[Machine, list[Slot]] = WeakKeyDictionary()
-
-
-def _slots(machine: Machine) -> list[Slot]:
-    """The machine's virtio devices, found once (a scan is a dozen requests)."""
-    if machine not in _SLOTS:
-        _SLOTS[machine] = find_slots(machine.agent)
-    return _SLOTS[machine]
 
 
 # ------------------------------------------------------------------ aarch64

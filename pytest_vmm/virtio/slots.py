@@ -5,6 +5,7 @@ append), and the agent's DMA area for rings and buffers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
 from pytest_vmm.agent.client import AgentClient, AgentError
 from pytest_vmm.virtio.access import AgentMemory, AgentRegisters, Arena
@@ -56,8 +57,19 @@ def microvm_slots(agent: AgentClient) -> list[Slot]:
     return slots
 
 
+# A machine's devices do not change while it runs, and a scan is a dozen agent requests:
+# found once per agent (one agent per machine), reused by every check on a shared guest.
+_FOUND: WeakKeyDictionary[AgentClient, list[Slot]] = WeakKeyDictionary()
+
+
 def find_slots(agent: AgentClient) -> list[Slot]:
     """Devices the command line announces, else QEMU microvm's by scanning."""
+    if agent not in _FOUND:
+        _FOUND[agent] = _scan(agent)
+    return list(_FOUND[agent])
+
+
+def _scan(agent: AgentClient) -> list[Slot]:
     announced = [s for s in announced_slots(agent) if s.device_id]
     if announced:
         return announced
