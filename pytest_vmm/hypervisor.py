@@ -118,6 +118,10 @@ class Hypervisor(abc.ABC):
     # session): under xdist all its tests then go to one worker. Otherwise a target's test
     # modules spread over the workers, each worker booting its own shared machine (cheap).
     one_worker: bool = False
+    # True when a boot costs seconds (a lane) and an idle guest little (idle_cpu_limit): its
+    # shared machine then stays up from one test module to the next, health-checked and
+    # state-probed as within a module, instead of being shut down when the run leaves a module.
+    shared_across_modules: bool = False
 
     @property
     def idle_cpu_limit(self) -> float:

@@ -378,8 +378,8 @@ def _vmm_pool(vmm: VmmSession, pytestconfig: pytest.Config) -> Iterator[MachineP
     _close_pool(pool)
 
 
-def _close_pool(pool: MachinePool) -> None:
-    problems = pool.close()
+def _close_pool(pool: MachinePool, leaving_module: bool = False) -> None:
+    problems = pool.leave_module() if leaving_module else pool.close()
     if problems:
         pytest.fail("shared machines left things behind: " + "; ".join(problems), pytrace=False)
 
@@ -387,11 +387,15 @@ def _close_pool(pool: MachinePool) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
     """Shared machines live as long as their module: an idle guest (a polling kernel spins its
-    vCPU) must not take CPU from the tests that come after it."""
+    vCPU) must not take CPU from the tests that come after it. Those of a hypervisor whose boots
+    cost seconds (``shared_across_modules``, the lanes) live until the session ends."""
     result = yield
     pool = item.config.stash.get(POOL_KEY, None)
-    if pool is not None and pool.machines and (nextitem is None or nextitem.path != item.path):
-        _close_pool(pool)
+    if pool is not None and pool.machines:
+        if nextitem is None:
+            _close_pool(pool)
+        elif nextitem.path != item.path:
+            _close_pool(pool, leaving_module=True)
     return result
 
 

@@ -190,3 +190,19 @@ class MachinePool:
         self.machines.clear()
         self.last_state.clear()
         return self.factory.close()
+
+    def leave_module(self) -> list[str]:
+        """The run leaves a test module: shut down the shared machines whose hypervisor does
+        not keep them across modules (an idle guest must not take CPU from later tests); the
+        problems, one line each."""
+        problems = []
+        for target_id, machine in list(self.machines.items()):
+            if machine.config.hypervisor.shared_across_modules:
+                continue
+            del self.machines[target_id]
+            self.last_state.pop(target_id, None)
+            try:
+                self.factory.shutdown(machine)
+            except Exception as exc:  # noqa: BLE001 - report every leak, not just the first
+                problems.append(str(exc))
+        return problems

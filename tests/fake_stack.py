@@ -58,6 +58,12 @@ class ArmProcessHypervisor(ProcessHypervisor):
     arch = "aarch64"
 
 
+class LaneLikeProcessHypervisor(ProcessHypervisor):
+    """The same process, said to boot slowly: its shared machine outlives a module."""
+    name = "proc-lane"
+    shared_across_modules = True
+
+
 def make_boot(mode):
     def boot(image, host, hypervisor):
         return BootSpec(kernel=FAKE_GUEST, cmdline=mode, ready=rb"fake: ready",
@@ -69,10 +75,11 @@ def pytest_vmm_register(registry):
     registry.add_hypervisor(ProcessHypervisor())
     registry.add_hypervisor(MissingHypervisor())
     registry.add_hypervisor(ArmProcessHypervisor())
+    registry.add_hypervisor(LaneLikeProcessHypervisor())
     for name, mode in MODES.items():
         registry.add_stack(Stack(
             name=name, description=f"test double ({{mode}})", recipe=None, boot=make_boot(mode),
-            default_hypervisor="proc", hypervisors=("proc", "missing", "proc-arm"),
+            default_hypervisor="proc", hypervisors=("proc", "missing", "proc-arm", "proc-lane"),
             capabilities=frozenset({{"serial", "agent"}} if name == "fake" else {{"serial"}}),
         ))
 

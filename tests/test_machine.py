@@ -167,6 +167,28 @@ def test_shared_machine_is_shut_down_when_the_run_leaves_its_module(fake_project
     pytester.runpytest("--vmm=fake", "-p", "no:randomly").assert_outcomes(passed=3)
 
 
+def test_a_lane_like_hypervisors_shared_machine_outlives_its_module(fake_project) -> None:
+    """shared_across_modules (the lanes, whose boots cost seconds): the next module reuses the
+    machine, and the session's end shuts it down (no_leftovers checks that nothing is left)."""
+    pytester = fake_project()
+    pytester.makepyfile(
+        test_shared_first="""
+            import os
+
+            def test_first(shared_machine):
+                os.environ["VMM_FIRST_PID"] = str(shared_machine.pid)
+        """,
+        test_shared_second="""
+            import os
+
+            def test_same_guest(shared_machine):
+                assert shared_machine.pid == int(os.environ["VMM_FIRST_PID"])
+        """,
+    )
+    pytester.runpytest("--vmm=fake@proc-lane", "-p", "no:randomly").assert_outcomes(passed=2)
+    pytester.runpytest("--vmm=fake", "-p", "no:randomly").assert_outcomes(passed=1, failed=1)
+
+
 def test_logs_of_passing_tests_are_removed_unless_kept(fake_project) -> None:
     pytester = fake_project()
     pytester.makepyfile("""

@@ -171,6 +171,7 @@ class GodSvm(Qemu):
     # Disks travel in the per-boot initramfs (a writable disk's changes stay in the lane);
     # the vsock socket is carried out of the lane by the lane link (pytest_vmm/lane_link.py).
     provides = frozenset({"blk", "vsock"})
+    shared_across_modules = True  # a lane boot is 4-6 s; an idle lane costs ~10 % of a core
 
     def problem(self, host: HostInfo) -> str:
         qemu = host.tool(QEMU_BINARY)

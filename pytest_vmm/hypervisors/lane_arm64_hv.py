@@ -57,6 +57,7 @@ class GodArm64Lane(Hypervisor):
     accels: tuple[Accel, ...] = ("tcg",)
     process_also_runs = "a client of the shared ARM64 lane (QEMU TCG), where god and its guest run"
     one_worker = True  # the session's one ARM64 lane takes 13-80 s to boot (docs/lane.md)
+    shared_across_modules = True  # god's boot inside the lane is ~4.5 s
     # Disks come from the host's / over read-only 9p; a writable one is copied into the lane.
     provides = frozenset({"blk"})
 
