@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_vmm.stacks import zigu
+
 from . import zigu_abi_spec as spec
 
-spec.adapter_on_path()
-import abi_checks  # from zigu's adapter directory, put on the path just above
+abi_checks = zigu.adapter("abi_checks")
 
 CHECKS = abi_checks.ALL
 IDS = [c.__name__.removeprefix("check_") for c in CHECKS]
@@ -41,8 +42,7 @@ def test_abi_constants_match_the_spec(host_abi) -> None:
     """docs/zigu-abi.md, "Calls" (call numbers, kinds), "Errors" (codes), rules 3 (table size,
     handle layout) and 9 (workload policies): every constant the library exports under a name
     the document fixes has the document's value."""
-    from ukernel_abi import constants
-
+    constants = zigu.adapter("ukernel_abi").constants
     exported = {name.removeprefix("UK_"): value for name, value in constants(host_abi.lib).items()}
     expected = spec.spec_constants()
     missing = sorted(set(expected) - set(exported))

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from pytest_vmm.stacks._common import guest_dir
+from pytest_vmm.stacks import zigu
 
-ADAPTER = guest_dir("zigu") / "adapter" / "python-3.12"
 BUILD_LOG_TAIL = 6000
 
 # docs/zigu-abi.md, "Calls": kinds LOG=1 ... RANDOM=6; 0 and > 6 are ERR_BAD_KIND.
@@ -88,19 +87,13 @@ class SpecConstants:
         raise AttributeError(f"docs/zigu-abi.md fixes no constant {name!r}")
 
 
-def adapter_on_path() -> None:
-    if str(ADAPTER) not in sys.path:
-        sys.path.insert(0, str(ADAPTER))
-
-
 def load_host_abi() -> Any:
     """``ukernel_abi.HostAbi()``, building ``libzigu_abi.so`` first if needed.
 
     Skips only when no Zig toolchain is installed; a failing build fails with its log, and
     any other problem loading the library propagates as the error it is.
     """
-    adapter_on_path()
-    import ukernel_abi
+    ukernel_abi = zigu.adapter("ukernel_abi")
 
     if not os.environ.get("ZIGU_ABI_LIB") and not ukernel_abi.DEFAULT_LIB.exists():
         if importlib.util.find_spec("ziglang") is None:

@@ -27,8 +27,6 @@ from pytest_vmm.stacks import zigu
 
 from .. import zigu_abi_spec as spec
 
-spec.adapter_on_path()
-
 
 @dataclass
 class Slot:
@@ -206,7 +204,7 @@ def test_abi_fuzz_host(vmm_stack) -> None:
     result predicted exactly by the document's model. A failing `zig build` errors. zigu's
     check (its abi.zig built for the host): it runs when zigu is among the selected targets."""
     abi = spec.load_host_abi()
-    from ukernel_abi import UK
+    UK = zigu.adapter("ukernel_abi").UK
 
     # Thousands of steps host-side: at least 200 sequences of the profile's step count.
     cur = settings()
