@@ -67,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "`machine` may be the target's shared, health-checked guest (False: a fresh one)")
     config.addinivalue_line("markers", f"{shared_state.MARKER}(probe=fn): fn(machine) reads the device registers the "
                                        "module's shared checks must put back; the shared guest is rebooted when a check "
-                                       "leaves them changed")
+                                       "leaves them changed (probe=None, reason=...: why the module needs none)")
     config.addinivalue_line("markers", "vmm_spec_allows(clause, *properties): recorded values (names or globs) "
                                        "that may differ between targets, by the named spec clause")
     config.stash[SESSION_KEY] = VmmSession(config)

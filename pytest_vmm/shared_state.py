@@ -23,15 +23,20 @@ PROP_STATE_CHANGED = "vmm_shared_state_changed"
 
 
 def probe_of(node: pytest.Item) -> StateProbe | None:
-    """The state probe a check's closest ``vmm_shared_state`` marker names, if any."""
+    """The state probe a check's closest ``vmm_shared_state`` marker names, if any.
+
+    ``vmm_shared_state(probe=None, reason="...")`` says why a module needs none (its checks only
+    read, or what they change no probe can read)."""
     marker = node.get_closest_marker(MARKER)
     if marker is None:
         return None
     # A keyword: pytest takes a marker's lone callable argument for the function it decorates.
     probe = marker.kwargs.get("probe")
+    if probe is None and not marker.args and str(marker.kwargs.get("reason", "")).strip():
+        return None
     if marker.args or not callable(probe):
-        raise pytest.UsageError(f"{node.nodeid}: {MARKER} takes probe=callable (machine -> mapping), "
-                                f"got {marker.args!r} {marker.kwargs!r}")
+        raise pytest.UsageError(f"{node.nodeid}: {MARKER} takes probe=callable (machine -> mapping), or "
+                                f"probe=None with a reason; got {marker.args!r} {marker.kwargs!r}")
     return probe
 
 

@@ -15,7 +15,8 @@ from pytest_vmm.agent.client import AgentClient
 from pytest_vmm.virtio.access import AgentMemory
 
 # The tables are only read: the checks share a guest (vmm_shared; --vmm-fresh boots one per check).
-pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("dma"), pytest.mark.vmm_shared]
+pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("dma"), pytest.mark.vmm_shared,
+              pytest.mark.vmm_shared_state(probe=None, reason="the checks only read the tables")]
 
 BDA_EBDA_SEGMENT = 0x40E
 

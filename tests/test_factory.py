@@ -125,6 +125,29 @@ def test_a_failing_state_probe_is_an_error_naming_it(fake_project) -> None:
     result.stdout.fnmatch_lines(["*shared-state probe broken_probe failed: OSError('no such register')*"])
 
 
+def test_a_module_says_why_it_needs_no_state_probe_or_is_told_to(fake_project) -> None:
+    pytester = fake_project()
+    pytester.makepyfile(
+        test_reads_only="""
+            import pytest
+
+            pytestmark = [pytest.mark.vmm_shared, pytest.mark.vmm_shared_state(probe=None, reason="reads only")]
+
+            def test_a(machine): pass
+        """,
+        test_no_reason="""
+            import pytest
+
+            pytestmark = [pytest.mark.vmm_shared, pytest.mark.vmm_shared_state(probe=None)]
+
+            def test_b(machine): pass
+        """,
+    )
+    result = pytester.runpytest("--vmm=fake", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*vmm_shared_state takes probe=callable (machine -> mapping), or probe=None with a reason*"])
+
+
 def test_a_shared_guest_that_printed_a_panic_is_not_reused(fake_project) -> None:
     pytester = fake_project()
     pytester.makepyfile("""

@@ -41,3 +41,22 @@ def test_every_suite_check_names_the_document_it_enforces(path: str, name: str, 
     assert doc, f"suites/{path}::{name} has no docstring: say which clause it checks"
     assert DOCUMENT.search(doc), (f"suites/{path}::{name}: neither its docstring nor its module's names "
                                   f"the document it enforces")
+
+
+def shared_modules() -> list[str]:
+    """Suite modules with checks marked ``vmm_shared`` (a ``vmm_shared(False)`` alone does not count)."""
+    found = []
+    for path in sorted(SUITES.rglob("test_*.py")):
+        text = path.read_text()
+        if re.search(r"pytest\.mark\.vmm_shared(?!_state)(?!\(False\))\b", text):
+            found.append(str(path.relative_to(SUITES)))
+    return found
+
+
+@pytest.mark.parametrize("path", shared_modules())
+def test_every_shared_module_says_what_its_checks_must_put_back(path: str) -> None:
+    """A module whose checks share a guest names its state probe (``vmm_shared_state``,
+    suites/device_state.py), or says with ``probe=None, reason=...`` why it needs none: a check
+    that leaves a device changed must not hand it to the next check unseen."""
+    assert "vmm_shared_state(" in (SUITES / path).read_text(), (
+        f"suites/{path} shares a guest (vmm_shared) but has no vmm_shared_state marker")
