@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import signal
 import socket
 import subprocess
@@ -203,9 +204,10 @@ def test_bad_kernel_is_a_clear_error(kvm, tmp_path):
     ("kernel", b"god: stats: none"),
 ])
 def test_stats_line_at_exit(kvm, gcc, tmp_path, irqchip, expected):
-    """`god run --stats`: one line of god's own device counters after the exit reason. A guest
-    that never loads a PIT count gets no IRQ0 (8254 datasheet: mode 0/2/3 counting starts
-    when the count is written); the kernel irqchip's counters are the host's, not god's."""
+    """`god run --stats`: one line of god's own device counters after the exit reason, then
+    where each vCPU god stopped was (a hung guest from a slow one). A guest that never loads a
+    PIT count gets no IRQ0 (8254 datasheet: mode 0/2/3 counting starts when the count is
+    written); the kernel irqchip's counters are the host's, not god's."""
     guest = build_c64(tmp_path, IDLE_C, "idle")
     p = subprocess.Popen(_god(str(guest), "--flat-addr", "0x100000", "--irqchip", irqchip, "--stats"),
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -214,7 +216,12 @@ def test_stats_line_at_exit(kvm, gcc, tmp_path, irqchip, expected):
         p.send_signal(signal.SIGINT)
         assert p.wait(scaled(5)) == 0
         lines = p.stderr.read().splitlines()
-        assert lines[-1] == expected and b"terminating on signal" in lines[-2]
+        at = lines.index(expected)
+        assert b"terminating on signal" in lines[at - 1]
+        stopped = lines[at + 1:]
+        assert stopped and all(re.fullmatch(rb"god: vCPU \d+ stopped at rip=0x[0-9a-f]+ \(ring 0\), code: [0-9a-f ]+"
+                                            rb" rflags=0x[0-9a-f]+ \(interrupts o(n|ff)\), \d+ exits", line)
+                               for line in stopped), stopped
     finally:
         if p.poll() is None:
             p.kill()

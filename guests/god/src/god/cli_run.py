@@ -38,4 +38,7 @@ def run_until_exit(machine: MachineBase, stats: bool = False) -> int:
     if stats:
         figures = " ".join(f"{k}={v}" for k, v in machine.stats().items())
         print(f"god: stats: {figures or 'none'}", file=sys.stderr)
+        for runner in machine.runners:
+            if runner.stopped_at:
+                print(f"god: vCPU {runner.vcpu.index} stopped {runner.stopped_at}", file=sys.stderr)
     return result.status

@@ -60,6 +60,9 @@ class VcpuRunner:
         self.on_exit = on_exit
         self.flavour = flavour
         self.stopping = False
+        # Where the guest was when god stopped this vCPU ("" if it stopped by itself): with
+        # `god run --stats` it tells a guest that hung from one that was merely slow.
+        self.stopped_at = ""
         self.exits = 0
         self.thread: threading.Thread | None = None
         # Split irqchip: EOIs of level-triggered vectors go to god's IOAPIC; on the BSP the
@@ -153,6 +156,7 @@ class VcpuRunner:
                     ioctl(fd, KVM_RUN)
                 except InterruptedError:
                     if self.stopping:
+                        self.stopped_at = self._where_stopped(self.exits + exits)
                         return None
                     run[s.RUN_IMMEDIATE_EXIT] = 0
                     continue
@@ -256,6 +260,14 @@ class VcpuRunner:
                 except GuestMemoryError:
                     continue
         return regs.rip, sregs.cs.dpl, long_mode, code
+
+    def _where_stopped(self, exits: int) -> str:
+        try:
+            rflags = self.vcpu.get_regs().rflags
+        except (KvmError, OSError, ValueError):  # the vCPU's fd or run page already gone
+            return ""
+        interrupts = "on" if rflags & 0x200 else "off"
+        return f"{self._where()} rflags={rflags:#x} (interrupts {interrupts}), {exits} exits"
 
     def _where(self) -> str:
         try:
