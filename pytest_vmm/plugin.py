@@ -411,7 +411,7 @@ def shared_machine(request: pytest.FixtureRequest, vmm_stack: Target, _vmm_pool:
     last = _vmm_pool.last_state.pop(vmm_stack.id, None)
     before: dict[str, object] = {}
     if probe is not None:
-        before = last[1] if last is not None and last[0] is probe else _device_state(probe, booted)
+        before = last[1] if last is not None and last[0] is probe else shared_state.read(probe, booted)
     _attach(request, booted)
     yield booted
     _detach(request, booted)
@@ -420,7 +420,7 @@ def shared_machine(request: pytest.FixtureRequest, vmm_stack: Target, _vmm_pool:
         booted.check_console()  # a panic during this test fails it (and the guest is not reused)
     if probe is not None:
         try:
-            after = _device_state(probe, booted)
+            after = shared_state.read(probe, booted)
             changed = shared_state.changes(before, after)
         except MachineError as exc:
             changed = [f"state unreadable after the check: {exc}"]
@@ -430,17 +430,6 @@ def shared_machine(request: pytest.FixtureRequest, vmm_stack: Target, _vmm_pool:
             _vmm_pool.discard(vmm_stack)
         else:
             _vmm_pool.last_state[vmm_stack.id] = (probe, after)
-
-
-def _device_state(probe: shared_state.StateProbe, machine: Machine) -> dict[str, object]:
-    """The probe's reading; any failure of it is a MachineError naming the probe."""
-    try:
-        return dict(probe(machine))
-    except MachineError:
-        raise
-    except Exception as exc:
-        name = getattr(probe, "__qualname__", repr(probe))
-        raise MachineError(f"{machine.target_id}: shared-state probe {name} failed: {exc!r}") from exc
 
 
 # ------------------------------------------------------------------- reporting

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from pytest_vmm.errors import MachineError
+
 StateProbe = Callable[[Any], Mapping[str, object]]
 
 MARKER = "vmm_shared_state"
@@ -38,6 +40,17 @@ def probe_of(node: pytest.Item) -> StateProbe | None:
         raise pytest.UsageError(f"{node.nodeid}: {MARKER} takes probe=callable (machine -> mapping), or "
                                 f"probe=None with a reason; got {marker.args!r} {marker.kwargs!r}")
     return probe
+
+
+def read(probe: StateProbe, machine: Any) -> dict[str, object]:
+    """The probe's reading; any failure of it is a MachineError naming the probe."""
+    try:
+        return dict(probe(machine))
+    except MachineError:
+        raise
+    except Exception as exc:
+        name = getattr(probe, "__qualname__", repr(probe))
+        raise MachineError(f"{machine.target_id}: shared-state probe {name} failed: {exc!r}") from exc
 
 
 def changes(before: Mapping[str, object], after: Mapping[str, object]) -> list[str]:

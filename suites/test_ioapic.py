@@ -20,27 +20,17 @@ from pytest_vmm.virtio.layout import F_VERSION_1, DeviceId, bit
 from pytest_vmm.virtio.slots import Slot, device, find_slots
 
 from . import device_state
+from .x86_platform import ioapic_read as reg_read
+from .x86_platform import ioapic_write as reg_write
 
 pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio"),
               pytest.mark.vmm_shared_state(probe=device_state.ioapic)]
 
-IOAPIC = 0xFEC00000
-IOREGSEL, IOWIN = IOAPIC, IOAPIC + 0x10
 IOAPICVER = 0x01
 RTE_LOW = 0x10  # + 2 * pin
 DELIVERY_STATUS, POLARITY_LOW, REMOTE_IRR, LEVEL, MASKED = 1 << 12, 1 << 13, 1 << 14, 1 << 15, 1 << 16
 SPARE_PIN = 20  # no device of god or QEMU microvm uses it; the probe leaves it masked
 PROBE_PINS = 24
-
-
-def reg_read(agent: AgentClient, reg: int) -> int:
-    agent.mmio_write(IOREGSEL, 4, reg)
-    return agent.mmio_read(IOWIN, 4)
-
-
-def reg_write(agent: AgentClient, reg: int, value: int) -> None:
-    agent.mmio_write(IOREGSEL, 4, reg)
-    agent.mmio_write(IOWIN, 4, value)
 
 
 @pytest.mark.vmm_shared  # puts back what it wrote

@@ -15,11 +15,11 @@ import pytest
 from pytest_vmm import Machine
 
 from . import device_state
+from .x86_platform import LAPIC
 
 pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "irq"), pytest.mark.vmm_shared,
               pytest.mark.vmm_shared_state(probe=device_state.lapic)]
 
-LAPIC = 0xFEE00000
 TPR, TMICT, TMCCT, TDCR = 0x80, 0x380, 0x390, 0x3E0
 AGENT_TDCR = 0x3  # divide by 16 (guests/probe/intr.c)
 TEST_VECTOR = 0x55  # priority class 5

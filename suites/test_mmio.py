@@ -18,11 +18,10 @@ from pytest_vmm.agent.client import AgentClient, AgentError
 from pytest_vmm.agent.protocol import ErrorCode
 
 from . import device_state
+from .x86_platform import COM1, IOAPIC, LAPIC
+from .x86_platform import ioapic_read as ioapic_reg
 
-COM1 = 0x3F8
 THR, IER, IIR, LCR, MCR, LSR, MSR, SCR = (COM1 + i for i in range(8))
-IOAPIC = 0xFEC00000
-LAPIC = 0xFEE00000
 # Below god's device window (0xd0000000) and above the RAM of any machine these suites boot
 # (god caps low RAM at 3 GiB; QEMU microvm/pc with <= 3 GiB RAM leave it unassigned).
 UNASSIGNED_MMIO = 0xC8000000
@@ -52,11 +51,6 @@ pytestmark = [
     pytest.mark.vmm_spec_allows("unassigned space reads all zeros or all ones: either is allowed",
                                 "unassigned_*"),
 ]
-
-
-def ioapic_reg(agent: AgentClient, reg: int) -> int:
-    agent.mmio_write(IOAPIC, 4, reg)
-    return agent.mmio_read(IOAPIC + 0x10, 4)
 
 
 def virtio_transports(agent: AgentClient, arch: str = "x86_64") -> list[int]:

@@ -19,13 +19,13 @@ from pytest_vmm import Machine
 from pytest_vmm.agent.ioseq import PortSeq
 
 from . import device_state
+from .x86_platform import COM1
 
 # Each uart_seq puts COM1 back as it found it: the checks share a guest (vmm_shared; the
 # shared guest's health check between them shows the agent still answers on COM1).
 pytestmark = [pytest.mark.vmm_arch("x86_64"), pytest.mark.vmm_requires("mmio", "portseq"), pytest.mark.vmm_shared,
               pytest.mark.vmm_shared_state(probe=device_state.uart16550)]
 
-COM1 = 0x3F8
 RBR = THR = DLL = COM1
 IER = DLM = COM1 + 1
 IIR = FCR = COM1 + 2
