@@ -527,6 +527,12 @@ static int h_uart_seq(struct ctx *c) {
     (void)inb(COM1 + 5);
     (void)inb(COM1 + 2);
     outb(COM1 + 4, mcr);
+    /* One RBR read with loopback off and the receiver empty: QEMU's 16550 (hw/char/serial.c)
+     * re-arms its chardev input only on an RBR read outside loopback, so after a drain in
+     * loopback the host's next request could sit unread until QEMU's main loop woke for
+     * something else (a 30 s stall on god@qemu). On a real part the read has no effect. */
+    if (!(inb(COM1 + 5) & 1))
+        (void)inb(COM1);
     outb(COM1 + 1, ier);
     sti();
     return e;
