@@ -16,6 +16,9 @@ import god
 # the lane's initramfs when god's tests run in the lane (tests/lane/test_god_suite_in_lane.py).
 SRC = Path(god.__file__).resolve().parents[1]
 AVOIDED = ("dataclasses", "inspect", "ast", "tokenize", "calendar", "datetime", "shutil", "platform")
+# Also kept off the path of a boot with a disk and vsock (the suites' probe boots): logging
+# (~3 ms with traceback, string, weakref) and pathlib (~3 ms with urllib.parse, ipaddress).
+AVOIDED_WITH_VIRTIO = (*AVOIDED, "logging", "pathlib")
 # What god.cli's _run_x86 imports for a boot without --disk/--vsock-uds.
 RUN_PATH = ("god.cli", "god.arch", "god.vcpu.runner", "god.boot", "god.cli_run",
             "god.devices.console", "god.kvm", "god.machine")
@@ -50,3 +53,20 @@ def test_god_run_boot_does_not_import_dataclasses_or_calendar(kvm, tmp_path):
     imported = _imported(p.stderr)
     assert "god.machine" in imported and "god.devices.cmos" in imported
     assert not imported & set(AVOIDED), sorted(imported & set(AVOIDED))
+
+
+def test_god_run_boot_with_disk_and_vsock_stays_lean(kvm, tmp_path):
+    """The probe boots of the suites attach a virtio-blk disk and a vsock device."""
+    kernel = tmp_path / "guest.bin"
+    kernel.write_bytes(GUEST)
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(4096))
+    p = subprocess.run([sys.executable, "-S", "-X", "importtime", "-m", "god", "run", str(kernel),
+                        "--flat-addr", "0x100000", "--serial", "stdio", "--disk", str(disk),
+                        "--vsock-uds", str(tmp_path / "v.sock"), "--vsock-cid", "3"],
+                       capture_output=True, text=True, env={"PYTHONPATH": str(SRC)},
+                       stdin=subprocess.DEVNULL, timeout=60, check=False)
+    assert p.stdout == "A" and p.returncode == 1, (p.returncode, p.stdout, p.stderr[-2000:])
+    imported = _imported(p.stderr)
+    assert "god.virtio.blk" in imported and "god.virtio.vsock" in imported
+    assert not imported & set(AVOIDED_WITH_VIRTIO), sorted(imported & set(AVOIDED_WITH_VIRTIO))

@@ -7,6 +7,9 @@ reserves: never silence, never a crash.
   defines (or ignores it) and says so only with `--trace-unassigned`, once per key.
 
 Devices get a Diag from the machine; tests use a Diag with `sink` set to a list's append.
+`say(text)` is the plain `god: ...` line for what the virtio layer reports (a driver breaking
+the protocol, a host socket failing); not the logging module, whose import costs ~3 ms of
+god's start-up.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from collections.abc import Callable
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def say(text: str) -> None:
+    _stderr(f"god: {text}")
 
 
 class Diag:

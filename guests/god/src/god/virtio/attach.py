@@ -16,18 +16,16 @@ in command-line order.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from god.boot.acpi import MmioDevice
+from god.devices.diag import say
 from god.kvm import KvmError
 from god.virtio.device import VirtioDevice
 from god.virtio.mmio import MMIO_SLOT_SIZE, R_QUEUE_NOTIFY, VirtioMmio
 
 if TYPE_CHECKING:
     from god.machine import Machine
-
-log = logging.getLogger("god.virtio")
 
 # ISA-range GSIs no god device uses (0 PIT, 1 keyboard, 4 COM1, 8 RTC, 9 ACPI SCI, 12 mouse;
 # 3 is COM2's, which god does not have).
@@ -46,7 +44,7 @@ def attach(machine: Machine, device: VirtioDevice) -> tuple[VirtioMmio, str]:
             machine.vm.ioeventfd(fd, base + R_QUEUE_NOTIFY, 4, datamatch=queue)
             return True
         except KvmError as e:  # still correct without it: the MMIO exit writes the eventfd
-            log.warning("virtio: no ioeventfd for %s queue %d: %s", device.name, queue, e)
+            say(f"virtio: no ioeventfd for {device.name} queue {queue}: {e}")
             return False
 
     t = VirtioMmio(device, machine.mem, machine.irq_line(gsi), ioeventfd)

@@ -9,17 +9,14 @@ header that is not device-readable) put the device in NEEDS_RESET.
 
 from __future__ import annotations
 
-import logging
 import os
 import selectors
 import struct
-from pathlib import Path
 
+from god.devices.diag import say
 from god.memory import GuestMemoryError
 from god.virtio.device import DEVICE_ID_BLOCK, ActiveQueues, VirtioDevice, Worker, drain_eventfd
 from god.virtio.queue import Chain, Memory, QueueError
-
-log = logging.getLogger("god.virtio.blk")
 
 SECTOR = 512
 T_IN, T_OUT, T_FLUSH, T_GET_ID = 0, 1, 4, 8
@@ -39,8 +36,8 @@ class VirtioBlk(VirtioDevice):
     name = "virtio-blk"
     queue_sizes = (QUEUE_SIZE,)
 
-    def __init__(self, path: str | Path, read_only: bool = False, serial: str | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False, serial: str | None = None) -> None:
+        self.path = os.fspath(path)
         self.read_only = read_only
         try:
             self.fd = os.open(self.path, (os.O_RDONLY if read_only else os.O_RDWR) | os.O_CLOEXEC)
@@ -52,7 +49,7 @@ class VirtioBlk(VirtioDevice):
             raise BlockImageError(f"disk {self.path}: size {self.size} bytes is not a multiple "
                                   f"of {SECTOR}; pad or truncate the image to whole sectors")
         self.capacity = self.size // SECTOR
-        ident = (serial or self.path.name).encode()[:ID_BYTES]
+        ident = (serial or os.path.basename(self.path)).encode()[:ID_BYTES]
         self.ident = ident + bytes(ID_BYTES - len(ident))
         self._worker: Worker | None = None
         self._active: ActiveQueues | None = None
@@ -131,7 +128,7 @@ class VirtioBlk(VirtioDevice):
         try:
             status, written = self._serve(chain, mem, typ, sector, out_len, in_len)
         except OSError as e:
-            log.warning("virtio-blk: %s: %s", self.path, e)
+            say(f"virtio-blk: {self.path}: {e}")
             status, written = S_IOERR, 0
         chain.write(mem, bytes([status]), chain.writable_len - 1)
         return written + 1
@@ -164,10 +161,10 @@ class VirtioBlk(VirtioDevice):
 
     def _check(self, sector: int, length: int) -> int:
         if length % SECTOR:
-            log.warning("virtio-blk: request of %d bytes is not whole sectors", length)
+            say(f"virtio-blk: request of {length} bytes is not whole sectors")
             return S_IOERR
         if sector * SECTOR + length > self.size:
-            log.warning("virtio-blk: sector %d + %d bytes is past the end (%d sectors)",
-                        sector, length, self.capacity)
+            say(f"virtio-blk: sector {sector} + {length} bytes is past the end "
+                f"({self.capacity} sectors)")
             return S_IOERR
         return S_OK

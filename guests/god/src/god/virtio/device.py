@@ -11,16 +11,13 @@ no exit to userspace at all, with KVM ioeventfd).
 
 from __future__ import annotations
 
-import logging
 import os
 import selectors
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from god.devices.diag import say
 from god.virtio.queue import Memory, Virtqueue
-
-log = logging.getLogger("god.virtio")
 
 VIRTIO_F_INDIRECT_DESC = 1 << 28
 VIRTIO_F_VERSION_1 = 1 << 32
@@ -29,14 +26,17 @@ DEVICE_ID_BLOCK = 2
 DEVICE_ID_VSOCK = 19
 
 
-@dataclass
 class ActiveQueues:
-    mem: Memory
-    queues: list[Virtqueue | None]        # None: the transport keeps that queue (vhost-user)
-    kicks: list[int | None]               # eventfd per queue, readable after a notification
-    interrupt: Callable[[int], None]      # interrupt(queue index): used buffers are ready
-    fail: Callable[[str], None]           # the guest broke the protocol: NEEDS_RESET
-    features: int = 0                     # what the driver accepted
+    # A plain class, not a dataclass: god's start-up time (see god/machine.py).
+    def __init__(self, mem: Memory, queues: list[Virtqueue | None], kicks: list[int | None],
+                 interrupt: Callable[[int], None], fail: Callable[[str], None],
+                 features: int = 0) -> None:
+        self.mem = mem
+        self.queues = queues          # None: the transport keeps that queue (vhost-user)
+        self.kicks = kicks            # eventfd per queue, readable after a notification
+        self.interrupt = interrupt    # interrupt(queue index): used buffers are ready
+        self.fail = fail              # the guest broke the protocol: NEEDS_RESET
+        self.features = features      # what the driver accepted
 
 
 class VirtioDevice:
@@ -91,8 +91,9 @@ class Worker:
                 break
             try:
                 self._step([(k, m) for k, m in events if k.fd != self._stop_fd])
-            except Exception as e:  # a device bug must not kill the thread silently
-                log.exception("%s: device error", self.thread.name)
+            except Exception as e:  # noqa: BLE001 -- a device bug must not kill the thread silently
+                import traceback  # only on this path: a device bug
+                say(f"{self.thread.name}: device error\n{traceback.format_exc().rstrip()}")
                 self._on_error(f"internal device error: {type(e).__name__}: {e}")
                 self._stopping = True
 

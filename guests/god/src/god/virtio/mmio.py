@@ -11,18 +11,15 @@ when the driver acknowledges every bit, which is how Linux's virtio_mmio and QEM
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from god.devices.diag import say
 from god.devices.irq import IrqLine
 from god.memory import GuestMemoryError
 from god.virtio.device import VIRTIO_F_VERSION_1, ActiveQueues, VirtioDevice
 from god.virtio.queue import Memory, QueueError, Virtqueue
-
-log = logging.getLogger("god.virtio")
 
 MMIO_SLOT_SIZE = 0x200
 MAGIC = 0x74726976          # "virt"
@@ -51,13 +48,14 @@ R_CONFIG_GENERATION = 0x0FC
 R_CONFIG = 0x100
 
 
-@dataclass
 class _QueueRegs:
-    num: int = 0
-    ready: bool = False
-    desc: int = 0
-    driver: int = 0
-    device: int = 0
+    # A plain class, not a dataclass: god's start-up time (see god/machine.py).
+    def __init__(self) -> None:
+        self.num = 0
+        self.ready = False
+        self.desc = 0
+        self.driver = 0
+        self.device = 0
 
 
 def _set_half(value: int, half: int, high: bool) -> int:
@@ -122,8 +120,7 @@ class VirtioMmio:
                 return 0
             return int.from_bytes(cfg[off:off + size], "little")
         if size != 4:
-            log.warning("virtio-mmio %s: %d-byte read of register %#x ignored",
-                        self.device.name, size, offset)
+            say(f"virtio-mmio {self.device.name}: {size}-byte read of register {offset:#x} ignored")
             return 0
         q = self.queues[self.queue_sel] if self.queue_sel < len(self.queues) else None
         if offset == R_MAGIC:
@@ -170,8 +167,7 @@ class VirtioMmio:
                                          (value & ((1 << 8 * size) - 1)).to_bytes(size, "little"))
             return
         if size != 4:
-            log.warning("virtio-mmio %s: %d-byte write of register %#x ignored",
-                        self.device.name, size, offset)
+            say(f"virtio-mmio {self.device.name}: {size}-byte write of register {offset:#x} ignored")
             return
         q = self.queues[self.queue_sel] if self.queue_sel < len(self.queues) else None
         if offset == R_DEVICE_FEATURES_SEL:
@@ -196,8 +192,8 @@ class VirtioMmio:
         elif q is not None and not q.ready or offset == R_QUEUE_READY:
             self._write_queue_reg(q, offset, value)
         elif q is not None:
-            log.warning("virtio-mmio %s: queue %d register %#x written while ready; ignored",
-                        self.device.name, self.queue_sel, offset)
+            say(f"virtio-mmio {self.device.name}: queue {self.queue_sel} register {offset:#x} "
+                "written while ready; ignored")
 
     def _write_queue_reg(self, q: _QueueRegs | None, offset: int, value: int) -> None:
         if q is None:
@@ -225,7 +221,7 @@ class VirtioMmio:
             if extra or not self.driver_features & VIRTIO_F_VERSION_1:
                 why = (f"driver accepted unoffered features {extra:#x}" if extra
                        else "driver did not accept VIRTIO_F_VERSION_1 (legacy is not offered)")
-                log.warning("virtio-mmio %s: refusing FEATURES_OK: %s", self.device.name, why)
+                say(f"virtio-mmio {self.device.name}: refusing FEATURES_OK: {why}")
                 new &= ~FEATURES_OK  # the driver sees it clear and gives up (3.1.1)
         # Keep NEEDS_RESET sticky until a reset.
         self.status = new | (old & DEVICE_NEEDS_RESET)
@@ -274,7 +270,7 @@ class VirtioMmio:
 
     def set_needs_reset(self, reason: str) -> None:
         """The guest broke the protocol: log why, stop using the queues, tell the driver."""
-        log.error("virtio-mmio %s: DEVICE_NEEDS_RESET: %s", self.device.name, reason)
+        say(f"virtio-mmio {self.device.name}: DEVICE_NEEDS_RESET: {reason}")
         self.needs_reset_reason = reason
         self.active = False
         self.status |= DEVICE_NEEDS_RESET

@@ -11,7 +11,6 @@ allocates memory sized by a guest value before checking it against guest RAM.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from god.memory import GuestMemoryError
@@ -44,12 +43,13 @@ class QueueError(Exception):
     """The guest broke the virtqueue protocol; the device must go to NEEDS_RESET."""
 
 
-@dataclass
 class Chain:
     """One available descriptor chain, flattened into guest-physical segments."""
-    head: int
-    readable: list[tuple[int, int]] = field(default_factory=list)   # (gpa, len) device reads
-    writable: list[tuple[int, int]] = field(default_factory=list)   # (gpa, len) device writes
+    # A plain class, not a dataclass: god's start-up time (see god/machine.py).
+    def __init__(self, head: int) -> None:
+        self.head = head
+        self.readable: list[tuple[int, int]] = []   # (gpa, len) the device reads
+        self.writable: list[tuple[int, int]] = []   # (gpa, len) the device writes
 
     @property
     def readable_len(self) -> int:

@@ -23,19 +23,16 @@ from __future__ import annotations
 
 import collections
 import errno
-import logging
 import os
 import selectors
 import socket
 import struct
-from dataclasses import dataclass, field
 
+from god.devices.diag import say
 from god.memory import GuestMemoryError
 from god.unix_listener import listen_unix
 from god.virtio.device import DEVICE_ID_VSOCK, ActiveQueues, VirtioDevice, Worker, drain_eventfd
 from god.virtio.queue import Chain, QueueError, Virtqueue
-
-log = logging.getLogger("god.virtio.vsock")
 
 HOST_CID = 2
 RXQ, TXQ, EVQ = 0, 1, 2
@@ -52,24 +49,28 @@ HANDSHAKE_MAX = 64           # "CONNECT 4294967295\n" fits; more is garbage
 FIRST_HOST_PORT = 1 << 30    # local ports we invent for host-initiated connections
 
 
-@dataclass
 class Conn:
-    sock: socket.socket
-    host_port: int = 0
-    guest_port: int = 0
-    state: str = "handshake"          # handshake -> connecting -> open -> closed
-    line: bytes = b""                 # handshake bytes so far
-    to_host: bytearray = field(default_factory=bytearray)  # guest data not yet written
-    early: bytes = b""                # host bytes that followed the CONNECT line
-    fwd_cnt: int = 0                  # guest->host bytes delivered to the host socket
-    fwd_sent: int = 0                 # fwd_cnt we last told the guest
-    tx_cnt: int = 0                   # host->guest bytes sent
-    peer_buf_alloc: int = 0
-    peer_fwd_cnt: int = 0
-    host_eof: bool = False            # host shut its write side (we told the guest SEND)
-    guest_no_send: bool = False       # guest SHUTDOWN SEND: shut host write when drained
-    guest_no_recv: bool = False       # guest SHUTDOWN RCV: stop reading the host
-    mask: int = 0                     # selector interest currently registered
+    """One host connection and its stream's state (virtio 1.2 section 5.10.6)."""
+
+    # A plain class, not a dataclass: god's start-up time (see god/machine.py).
+    def __init__(self, sock: socket.socket, host_port: int = 0, guest_port: int = 0,
+                 state: str = "handshake", peer_buf_alloc: int = 0, peer_fwd_cnt: int = 0) -> None:
+        self.sock = sock
+        self.host_port = host_port
+        self.guest_port = guest_port
+        self.state = state                # handshake -> connecting -> open -> closed
+        self.line = b""                   # handshake bytes so far
+        self.to_host = bytearray()        # guest data not yet written
+        self.early = b""                  # host bytes that followed the CONNECT line
+        self.fwd_cnt = 0                  # guest->host bytes delivered to the host socket
+        self.fwd_sent = 0                 # fwd_cnt we last told the guest
+        self.tx_cnt = 0                   # host->guest bytes sent
+        self.peer_buf_alloc = peer_buf_alloc
+        self.peer_fwd_cnt = peer_fwd_cnt
+        self.host_eof = False             # host shut its write side (we told the guest SEND)
+        self.guest_no_send = False        # guest SHUTDOWN SEND: shut host write when drained
+        self.guest_no_recv = False        # guest SHUTDOWN RCV: stop reading the host
+        self.mask = 0                     # selector interest currently registered
 
     def credit(self) -> int:
         return self.peer_buf_alloc - ((self.tx_cnt - self.peer_fwd_cnt) & 0xFFFFFFFF)
@@ -220,7 +221,7 @@ class VirtioVsock(VirtioDevice):
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                log.warning("vsock: accept failed: %s", e)
+                say(f"vsock: accept failed: {e}")
                 return
             s.setblocking(False)
             c = Conn(s)
@@ -252,7 +253,7 @@ class VirtioVsock(VirtioDevice):
         nl = c.line.find(b"\n")
         if nl < 0:
             if len(c.line) >= HANDSHAKE_MAX:
-                log.warning("vsock: handshake without a newline in %d bytes", HANDSHAKE_MAX)
+                say(f"vsock: handshake without a newline in {HANDSHAKE_MAX} bytes")
                 self._drop_pending(c)
             return
         line, c.early = c.line[:nl], c.line[nl + 1:]
@@ -261,7 +262,7 @@ class VirtioVsock(VirtioDevice):
         if len(parts) == 2 and parts[0] == b"CONNECT" and parts[1].isdigit():
             port = int(parts[1])
         if not 0 <= port <= 0xFFFFFFFF:
-            log.warning("vsock: bad handshake %r (want 'CONNECT <port>')", line[:40])
+            say(f"vsock: bad handshake {line[:40]!r} (want 'CONNECT <port>')")
             self._drop_pending(c)
             return
         assert self._worker is not None
@@ -321,8 +322,8 @@ class VirtioVsock(VirtioDevice):
         c = self.conns.get(key)
         if (dst_cid != HOST_CID or src_cid != self.guest_cid or typ != TYPE_STREAM
                 or length > chain.readable_len - HDR_SIZE):
-            log.warning("vsock: dropping bad packet op %d %d:%d -> %d:%d type %d len %d",
-                        op, src_cid, src_port, dst_cid, dst_port, typ, length)
+            say(f"vsock: dropping bad packet op {op} {src_cid}:{src_port} -> {dst_cid}:{dst_port} "
+                f"type {typ} len {length}")
             if op != OP_RST:
                 self._send_ctrl(None, OP_RST, host_port=dst_port, guest_port=src_port)
             if c is not None:
@@ -352,7 +353,7 @@ class VirtioVsock(VirtioDevice):
                 self._close(c, rst=True)
                 return
             if len(c.to_host) + length > 2 * BUF_ALLOC:
-                log.warning("vsock: guest port %d overran its credit; resetting", c.guest_port)
+                say(f"vsock: guest port {c.guest_port} overran its credit; resetting")
                 self._close(c, rst=True)
                 return
             c.to_host += chain.read(a.mem, HDR_SIZE, length)
@@ -380,10 +381,10 @@ class VirtioVsock(VirtioDevice):
         try:
             s.settimeout(1.0)
             s.connect(path)
-        except OSError as e:
+        except OSError:
             s.close()
-            log.info("vsock: guest port %d -> host port %d: %s: RST", guest_port, host_port,
-                     e.strerror or e)
+            # No host listener on that port: the RST is the answer (virtio 1.2 5.10.6.5), not
+            # worth a line on stderr.
             self._send_ctrl(None, OP_RST, host_port=host_port, guest_port=guest_port)
             return
         s.setblocking(False)
@@ -402,7 +403,7 @@ class VirtioVsock(VirtioDevice):
                 break
             except OSError as e:
                 if e.errno not in (errno.EPIPE, errno.ECONNRESET):
-                    log.warning("vsock: host socket of port %d: %s", c.host_port, e)
+                    say(f"vsock: host socket of port {c.host_port}: {e}")
                 self._close(c, rst=True)
                 return
             del c.to_host[:n]
