@@ -42,31 +42,29 @@ def test_run_path_modules_do_not_import_dataclasses_or_calendar():
     assert not loaded & set(AVOIDED), sorted(loaded & set(AVOIDED))
 
 
-def test_god_run_boot_does_not_import_dataclasses_or_calendar(kvm, tmp_path):
+def _boot_imports(tmp_path: Path, *args: str) -> set[str]:
+    """Modules a `god run` of GUEST (plus ``args``) imports, from `-X importtime`."""
     kernel = tmp_path / "guest.bin"
     kernel.write_bytes(GUEST)
     p = subprocess.run([sys.executable, "-S", "-X", "importtime", "-m", "god", "run", str(kernel),
-                        "--flat-addr", "0x100000", "--serial", "stdio"],
+                        "--flat-addr", "0x100000", "--serial", "stdio", *args],
                        capture_output=True, text=True, env={"PYTHONPATH": str(SRC)},
                        stdin=subprocess.DEVNULL, timeout=60, check=False)
     assert p.stdout == "A" and p.returncode == 1, (p.returncode, p.stdout, p.stderr[-2000:])
-    imported = _imported(p.stderr)
+    return _imported(p.stderr)
+
+
+def test_god_run_boot_does_not_import_dataclasses_or_calendar(kvm, tmp_path):
+    imported = _boot_imports(tmp_path)
     assert "god.machine" in imported and "god.devices.cmos" in imported
     assert not imported & set(AVOIDED), sorted(imported & set(AVOIDED))
 
 
 def test_god_run_boot_with_disk_and_vsock_stays_lean(kvm, tmp_path):
     """The probe boots of the suites attach a virtio-blk disk and a vsock device."""
-    kernel = tmp_path / "guest.bin"
-    kernel.write_bytes(GUEST)
     disk = tmp_path / "disk.img"
     disk.write_bytes(bytes(4096))
-    p = subprocess.run([sys.executable, "-S", "-X", "importtime", "-m", "god", "run", str(kernel),
-                        "--flat-addr", "0x100000", "--serial", "stdio", "--disk", str(disk),
-                        "--vsock-uds", str(tmp_path / "v.sock"), "--vsock-cid", "3"],
-                       capture_output=True, text=True, env={"PYTHONPATH": str(SRC)},
-                       stdin=subprocess.DEVNULL, timeout=60, check=False)
-    assert p.stdout == "A" and p.returncode == 1, (p.returncode, p.stdout, p.stderr[-2000:])
-    imported = _imported(p.stderr)
+    imported = _boot_imports(tmp_path, "--disk", str(disk), "--vsock-uds", str(tmp_path / "v.sock"),
+                             "--vsock-cid", "3")
     assert "god.virtio.blk" in imported and "god.virtio.vsock" in imported
     assert not imported & set(AVOIDED_WITH_VIRTIO), sorted(imported & set(AVOIDED_WITH_VIRTIO))
