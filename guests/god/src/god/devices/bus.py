@@ -16,10 +16,11 @@ not have (PCI config at 0xcf8, a second UART at 0x2f8) sees "nothing here", not 
 from __future__ import annotations
 
 import bisect
-import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
+
+from god.devices.diag import say
 
 
 class Device(Protocol):
@@ -112,8 +113,8 @@ class Bus:
             self.trace(f"{self.name}: unassigned {what} size {size} at {addr:#x}")
 
 
-def stderr_trace(msg: str) -> None:
-    sys.stderr.write(f"god: {msg}\n")
+# The bus's trace line is god's one `god: ...` stderr line (devices/diag.say).
+stderr_trace = say
 
 
 class _Unassigned:
