@@ -205,7 +205,8 @@ def test_bad_kernel_is_a_clear_error(kvm, tmp_path):
 ])
 def test_stats_line_at_exit(kvm, gcc, tmp_path, irqchip, expected):
     """`god run --stats`: one line of god's own device counters after the exit reason, then
-    where each vCPU god stopped was (a hung guest from a slow one). A guest that never loads a
+    where each vCPU god stopped was, with its registers and top stack words (a hung guest
+    from a slow one, and the lock a spinning one waits for). A guest that never loads a
     PIT count gets no IRQ0 (8254 datasheet: mode 0/2/3 counting starts when the count is
     written); the kernel irqchip's counters are the host's, not god's."""
     guest = build_c64(tmp_path, IDLE_C, "idle")
@@ -220,7 +221,9 @@ def test_stats_line_at_exit(kvm, gcc, tmp_path, irqchip, expected):
         assert b"terminating on signal" in lines[at - 1]
         stopped = lines[at + 1:]
         assert stopped and all(re.fullmatch(rb"god: vCPU \d+ stopped at rip=0x[0-9a-f]+ \(ring 0\), code: ([0-9a-f ]+|unreadable)"
-                                            rb" rflags=0x[0-9a-f]+ \(interrupts o(n|ff)\), \d+ exits", line)
+                                            rb" rflags=0x[0-9a-f]+ \(interrupts o(n|ff)\), \d+ exits"
+                                            rb"; rax=0x[0-9a-f]+( r[a-z0-9]+=0x[0-9a-f]+){15}"
+                                            rb"; stack: (0x[0-9a-f]+ ){0,7}(0x[0-9a-f]+|\?)", line)
                                for line in stopped), stopped
     finally:
         if p.poll() is None:

@@ -267,7 +267,32 @@ class VcpuRunner:
         except (KvmError, OSError, ValueError):  # the vCPU's fd or run page already gone
             return ""
         interrupts = "on" if rflags & 0x200 else "off"
-        return f"{self._where()} rflags={rflags:#x} (interrupts {interrupts}), {exits} exits"
+        return (f"{self._where()} rflags={rflags:#x} (interrupts {interrupts}), {exits} exits"
+                f"{self._registers_and_stack()}")
+
+    def _registers_and_stack(self, words: int = 8) -> str:
+        """The general registers and the top stack words of a stopped vCPU: for a guest
+        spinning on a lock, a register names the lock and the stack names its callers."""
+        try:
+            regs = self.vcpu.get_regs()
+            sregs = self.vcpu.get_sregs()
+        except (KvmError, OSError, ValueError):
+            return ""
+        names = [n for n, _ in s.KvmRegs._fields_ if n not in ("rip", "rflags")]
+        text = "; " + " ".join(f"{n}={getattr(regs, n):#x}" for n in names)
+        paging = bool(sregs.cr0 & 0x80000000)
+        stack: list[str] = []
+        for i in range(words):
+            linear = regs.rsp + 8 * i
+            gpa = self.vcpu.translate(linear) if paging else linear
+            try:
+                if gpa is None:
+                    raise GuestMemoryError(f"{linear:#x} not mapped")
+                stack.append(f"{int.from_bytes(self.mem.read(gpa, 8), 'little'):#x}")
+            except GuestMemoryError:
+                stack.append("?")
+                break
+        return f"{text}; stack: {' '.join(stack)}"
 
     def _where(self) -> str:
         try:
