@@ -223,7 +223,7 @@ def test_stats_line_at_exit(kvm, gcc, tmp_path, irqchip, expected):
         assert stopped and all(re.fullmatch(rb"god: vCPU \d+ stopped at rip=0x[0-9a-f]+ \(ring 0\), code: ([0-9a-f ]+|unreadable)"
                                             rb" rflags=0x[0-9a-f]+ \(interrupts o(n|ff)\), \d+ exits"
                                             rb"; rax=0x[0-9a-f]+( r[a-z0-9]+=0x[0-9a-f]+){15}"
-                                            rb"; stack: (0x[0-9a-f]+ ){0,7}(0x[0-9a-f]+|\?)", line)
+                                            rb"; stack: (0x[0-9a-f]+ ){0,63}(0x[0-9a-f]+|\?)", line)
                                for line in stopped), stopped
     finally:
         if p.poll() is None:

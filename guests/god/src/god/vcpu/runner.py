@@ -270,7 +270,7 @@ class VcpuRunner:
         return (f"{self._where()} rflags={rflags:#x} (interrupts {interrupts}), {exits} exits"
                 f"{self._registers_and_stack()}")
 
-    def _registers_and_stack(self, words: int = 8) -> str:
+    def _registers_and_stack(self, words: int = 64) -> str:
         """The general registers and the top stack words of a stopped vCPU: for a guest
         spinning on a lock, a register names the lock and the stack names its callers."""
         try:
