@@ -34,10 +34,7 @@ finish_prebuild() {
 trap finish_prebuild EXIT
 
 set +e
-# Two xdist workers, one per core of the 2-core CI machine (VMM_TEST_WORKERS overrides; 0 is
-# serial): 11 min 56 s against 21 min 21 s serially, the same outcomes but one known
-# intermittent divergence (docs/concepts.md).
-.venv/bin/python -m pytest -p no:cacheprovider -n "${VMM_TEST_WORKERS:-2}" --vmm="$TARGETS" \
+.venv/bin/python -m pytest -p no:cacheprovider --vmm="$TARGETS" \
   --hypothesis-profile=vmm-ci --vmm-baseline=suites/known-divergences.toml --vmm-profile --durations=15 -rsxfE "$@"
 status=$?
 set -e
