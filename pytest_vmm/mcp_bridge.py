@@ -148,8 +148,10 @@ def _lines(stream: Any, limit: int) -> Iterator[tuple[bytes, int]]:
 
 
 def serve_stdio(target: str | int, port: int, stdin: Any = None, stdout: Any = None,
-                log: Callable[[str], None] | None = None) -> int:
-    """Bridge stdin/stdout (newline-delimited JSON-RPC) to one guest connection until stdin ends."""
+                log: Callable[[str], None] | None = None, connect_timeout: float = 10.0) -> int:
+    """Bridge stdin/stdout (newline-delimited JSON-RPC) to one guest connection until stdin ends.
+
+    ``connect_timeout``: how long each attempt to reach the guest waits for its socket."""
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else sys.stdout.buffer
     log = log or (lambda s: print(f"vmm-mcp bridge: {s}", file=sys.stderr, flush=True))
@@ -200,7 +202,7 @@ def serve_stdio(target: str | int, port: int, stdin: Any = None, stdout: Any = N
     def ensure_link() -> GuestLink:
         nonlocal link
         if link is None or link.closed:
-            link = GuestLink(target, port)
+            link = GuestLink(target, port, timeout=connect_timeout)
             threading.Thread(target=pump, args=(link,), daemon=True, name="guest-to-stdout").start()
         return link
 

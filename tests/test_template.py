@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vmm import machine as machine_module
 from pytest_vmm.host import HostInfo
 from pytest_vmm.registry import Registry, RegistryError
 from pytest_vmm.stack import BootSpec, Stack
@@ -182,7 +183,12 @@ def test_socket_console(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
 
 
-def test_stop_command_stops_a_vmm_that_ignores_sigterm(pytester: pytest.Pytester) -> None:
+def test_stop_command_stops_a_vmm_that_ignores_sigterm(pytester: pytest.Pytester,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # The escalation's waits, shortened: pytester runs in this process, so the machine module
+    # it uses is this one (the escalation's order is what is checked, not its durations).
+    monkeypatch.setattr(machine_module, "GRACEFUL_S", 0.5)
+    monkeypatch.setattr(machine_module, "TERM_S", 0.5)
     stop = f'stop_command = ["{sys.executable}", "-c", "import os, sys; os.kill(int(sys.argv[1]), 10)", "{{pid}}"]\n'
     project(pytester, HYPERVISOR + stop + STACK.format(timeout=10), mode="usr1")
     pytester.makepyfile(test_argv=ARGV_TEST + STOP_TEST)

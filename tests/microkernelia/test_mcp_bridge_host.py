@@ -12,14 +12,14 @@ from pathlib import Path
 
 from fake_mcp import hybrid_server
 
-from pytest_vmm.mcp import INTERNAL_ERROR, INVALID_REQUEST, MAX_FRAME
+from pytest_vmm.mcp import INTERNAL_ERROR, INVALID_REQUEST, MAX_FRAME, MCP_PORT
 from pytest_vmm.mcp_bridge import serve_stdio
 
 
-def run(path: Path, lines: list[bytes]) -> list[dict]:
+def run(path: Path, lines: list[bytes], connect_timeout: float = 10.0) -> list[dict]:
     out = io.BytesIO()
-    serve_stdio(str(path), 5000, stdin=io.BytesIO(b"".join(line + b"\n" for line in lines)), stdout=out,
-                log=lambda s: None)
+    serve_stdio(str(path), MCP_PORT, stdin=io.BytesIO(b"".join(line + b"\n" for line in lines)), stdout=out,
+                log=lambda s: None, connect_timeout=connect_timeout)
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
@@ -32,7 +32,7 @@ def test_answers_pass_through(tmp_path: Path) -> None:
     finally:
         srv.close()
     assert [r["id"] for r in replies] == [1, "b"], replies
-    assert seen == [b"CONNECT 5000\n"]
+    assert seen == [f"CONNECT {MCP_PORT}\n".encode()]
 
 
 def test_over_length_line_is_refused(tmp_path: Path) -> None:
@@ -75,6 +75,7 @@ def test_guest_dying_mid_request_fails_the_request(tmp_path: Path) -> None:
 
 
 def test_absent_guest(tmp_path: Path) -> None:
-    replies = run(tmp_path / "nothing.sock", [b'{"jsonrpc":"2.0","id":1,"method":"ping"}'])
+    # a socket that never appears: each connect attempt gives up after connect_timeout
+    replies = run(tmp_path / "nothing.sock", [b'{"jsonrpc":"2.0","id":1,"method":"ping"}'], connect_timeout=0.5)
     assert replies[0]["id"] == 1 and replies[0]["error"]["code"] == INTERNAL_ERROR, replies
     assert "cannot reach" in replies[0]["error"]["message"], replies

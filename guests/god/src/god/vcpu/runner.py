@@ -263,18 +263,17 @@ class VcpuRunner:
 
     def _where_stopped(self, exits: int) -> str:
         try:
-            rflags = self.vcpu.get_regs().rflags
+            regs = self.vcpu.get_regs()
         except (KvmError, OSError, ValueError):  # the vCPU's fd or run page already gone
             return ""
-        interrupts = "on" if rflags & 0x200 else "off"
-        return (f"{self._where()} rflags={rflags:#x} (interrupts {interrupts}), {exits} exits"
-                f"{self._registers_and_stack()}")
+        interrupts = "on" if regs.rflags & 0x200 else "off"
+        return (f"{self._where()} rflags={regs.rflags:#x} (interrupts {interrupts}), {exits} exits"
+                f"{self._registers_and_stack(regs)}")
 
-    def _registers_and_stack(self, words: int = 64) -> str:
+    def _registers_and_stack(self, regs: s.KvmRegs, words: int = 64) -> str:
         """The general registers and the top stack words of a stopped vCPU: for a guest
         spinning on a lock, a register names the lock and the stack names its callers."""
         try:
-            regs = self.vcpu.get_regs()
             sregs = self.vcpu.get_sregs()
         except (KvmError, OSError, ValueError):
             return ""
