@@ -22,9 +22,10 @@ from pytest_vmm.stacks._common import (
 )
 from pytest_vmm.virtio import testdisk
 
-# Hypervisors the probe gets disks and vsock on. The lane (god-svm) could carry both, but each
-# virtio check boots a fresh guest and a lane boot costs ~4.3 s (40 checks: ~3 minutes of CI), so
-# the probe has none there until lane machines are cheaper (docs/lane.md, "Known gaps").
+# Hypervisors the probe gets disks and vsock on. The lane (god-svm) could carry both, but there
+# each virtio check costs ~4 s of agent round trips (~2.5 minutes of CI for the two modules), and
+# god's warnings share the lane console with the agent's replies, which they can corrupt; so the
+# probe has none there until god's log has a channel of its own (docs/lane.md, "Known gaps").
 WITH_DISKS = ("god", "god-kirq", "qemu")
 # QEMU has no vsock device of its own here (only vhost-user to god's back-end).
 WITH_VSOCK = ("god", "god-kirq")
