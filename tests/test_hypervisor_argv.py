@@ -67,6 +67,9 @@ def test_the_lane_carries_the_vsock_socket_out_through_the_lane_link(tmp_path: P
     assert link.argv[link.argv.index("--listen") + 1] == str(plan.vsock_socket)
     assert f"socket,id=lanelink,path={link.ready_path}" in plan.argv
     assert "8250.nr_uarts=2" in plan.argv[plan.argv.index("-append") + 1]
+    # god's stderr leaves the lane on the debugcon, to QEMU's stderr (the hypervisor log)
+    assert f"isa-debugcon,iobase={lane.GOD_LOG_PORT:#x},chardev=godlog" in plan.argv
+    assert "file,id=godlog,path=/dev/stderr,append=on" in plan.argv
 
 
 def test_qemu_and_the_lane_share_the_base_argv(tmp_path: Path) -> None:

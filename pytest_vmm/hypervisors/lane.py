@@ -35,6 +35,7 @@ from pytest_vmm import lane_link
 from pytest_vmm.artifacts import DEFAULT_CACHE_ROOT, ArtifactCache
 from pytest_vmm.host import HostInfo
 from pytest_vmm.hypervisor import Accel, Companion, LaunchPlan
+from pytest_vmm.hypervisors import lane_port_log
 from pytest_vmm.hypervisors.god import god_run_argv
 from pytest_vmm.hypervisors.qemu import QEMU_BINARY, QMP_SOCKET, Qemu, base_argv
 from pytest_vmm.hypervisors.qemu_feature import qemu_start_problem
@@ -56,6 +57,10 @@ LANE_OVERHEAD_MIB = 384
 LINK_TTY = "/dev/ttyS1"
 LINK_SOCKET = "lane-link.sock"
 LANE_VSOCK_UDS = "/tmp/vsock.sock"
+# god's stderr leaves the lane on a port of its own (pytest_vmm/hypervisors/lane_port_log.py):
+# QEMU's isa-debugcon at QEMU's usual debug-console port, written to QEMU's stderr on the host.
+GOD_LOG_PORT = 0x402
+GOD_LOG_FIFO = "/tmp/god-stderr"
 # cryptomgr.notests, initcall_blacklist=crypto_kdf108_init: the lane uses no kernel crypto, and
 # those self-tests cost ~0.5 s and ~1 s of each boot under TCG (initcall_debug, 2026-12-06).
 LANE_CMDLINE = ("console=ttyS0 quiet loglevel=2 tsc=reliable panic=-1 8250.nr_uarts=1"
@@ -210,7 +215,13 @@ class GodSvm(Qemu):
         image = spec.hypervisor_images.get("lane") or build_lane()
         files: dict[str, Path] = {}
         god = self.god_argv(spec, files)
-        script = "exec " + " ".join(shlex.quote(a) for a in god) + "\n"
+        # god's stderr goes to the debugcon, not the console: a warning must not land inside
+        # the guest's serial output (an agent reply), and the host keeps it in the machine's
+        # hypervisor-stderr.log.
+        port_log = place_in_lane(files, Path(lane_port_log.__file__))
+        script = (f"mkfifo {GOD_LOG_FIFO}\n"
+                  f"python3 -u {port_log} --port {GOD_LOG_PORT:#x} <{GOD_LOG_FIFO} &\n"
+                  "exec " + " ".join(shlex.quote(a) for a in god) + f" 2>{GOD_LOG_FIFO}\n")
         qmp = run_dir / QMP_SOCKET
         sockets, companions, vsock_socket, link_args = [qmp], [], None, []
         if spec.vsock is not None:
@@ -232,6 +243,9 @@ class GodSvm(Qemu):
                         [image.file(BASE_INITRD), payload_initramfs(files, script)])
         argv = lane_qemu_argv(image, initrd, accel, host, spec.mem_mib + LANE_OVERHEAD_MIB,
                               spec.cpus, qmp, extra_cmdline="8250.nr_uarts=2" if link_args else "")
+        # append=on: QEMU's own stderr lines and god's share the file without overwriting.
+        argv += ["-chardev", "file,id=godlog,path=/dev/stderr,append=on",
+                 "-device", f"isa-debugcon,iobase={GOD_LOG_PORT:#x},chardev=godlog"]
         argv += link_args + spec.hypervisor_args.get(self.name, [])
         return LaunchPlan(argv=argv, sockets=sockets, companions=companions, control_socket=qmp,
                           vsock_socket=vsock_socket, stop="qmp")
