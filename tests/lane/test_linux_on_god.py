@@ -15,7 +15,7 @@ from tests.lane.conftest import DISK_MARKER, DISK_MARKER_PREFIX, LINUX_MARKER, L
 
 # Known platform limit, kept visible and kept narrow: in about 1 run in 10 under load, the
 # nested kvm_amd on QEMU TCG's SVM delivers IRQ0 again while the guest's IF is 0, and Linux
-# deadlocks in handle_edge_irq (docs/lane.md "Known gaps", issue 13). Only a stop of god that
+# deadlocks in an IRQ flow handler (docs/lane.md "Known gaps", issue 13). Only a stop of god that
 # shows that signature (tests/lane/irq_reentry.py) turns these checks into XFAIL; any other
 # failure fails.
 
