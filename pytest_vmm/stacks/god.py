@@ -24,9 +24,9 @@ from pytest_vmm.virtio import testdisk
 
 # Hypervisors the probe gets disks and vsock on. In the lane (god-svm) the disks travel in the
 # per-boot initramfs and god's warnings have a channel of their own (the lane's debugcon), so
-# the virtio suites run on the real kvm_amd too (~1 minute of CI). No vsock there: the lane
-# link carries host-to-guest connections only, and the vsock suite's guest-to-host connect
-# would reach a socket inside the lane (docs/lane.md, "Known gaps").
+# the virtio suites run on the real kvm_amd too (~2.5 minutes of CI: agent round trips are
+# slow there). No vsock in the lane: the lane link carries host-to-guest connections only, and
+# the vsock suite's guest-to-host connect would reach a socket inside the lane (docs/lane.md).
 WITH_DISKS = ("god", "god-kirq", "qemu", "god-svm")
 # QEMU has no vsock device of its own here (only vhost-user to god's back-end).
 WITH_VSOCK = ("god", "god-kirq")
